@@ -1,0 +1,5 @@
+import sys
+
+from polyinstruct.cli import main
+
+sys.exit(main())

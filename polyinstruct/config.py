@@ -1,0 +1,93 @@
+"""YAML configs: load, apply ``key=value`` overrides, validate with clear errors.
+
+Each stage declares its config as a pydantic model; ``validate_config`` turns a
+pydantic error into a ``ConfigError`` naming the file and the dotted field.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from polyinstruct.errors import ConfigError
+
+M = TypeVar("M")
+
+
+def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("file not found", file=str(path))
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"invalid YAML: {getattr(e, 'problem', e)}", file=where) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError("top level must be a mapping of field: value", file=str(path))
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` strings; values are parsed as YAML scalars/lists."""
+    out = _deepcopy(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value", file="<command line>")
+        key, raw = item.split("=", 1)
+        key = key.strip().lstrip("-")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            nxt = node.get(p)
+            if nxt is None:
+                nxt = node[p] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"cannot set {key}: {p} is not a mapping", file="<command line>", field=key)
+            node = nxt
+        node[parts[-1]] = value
+    return out
+
+
+def validate_config(model: type[M], data: dict[str, Any], *, file: str | None = None) -> M:
+    """Validate ``data`` against a pydantic model; raise ConfigError on the first problem."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(data)  # type: ignore[attr-defined]
+    except ValidationError as e:
+        errs = e.errors()
+        lines = []
+        for err in errs:
+            loc = ".".join(str(x) for x in err.get("loc", ()))
+            msg = err.get("msg", "invalid")
+            if err.get("type") == "extra_forbidden":
+                from polyinstruct.registry import suggest
+
+                fields = list(getattr(model, "model_fields", {}).keys())
+                msg = f"unknown field{suggest(str(err['loc'][-1]), fields)}"
+            lines.append(f"{loc}: {msg}")
+        first = errs[0] if errs else {}
+        field = ".".join(str(x) for x in first.get("loc", ()))
+        more = "" if len(lines) == 1 else "\n  " + "\n  ".join(lines[1:])
+        raise ConfigError(f"{first.get('msg', 'invalid')}{more}" if not lines else lines[0].split(": ", 1)[1] + more,
+                          file=file, field=field) from None
+
+
+def _deepcopy(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {k: _deepcopy(v) for k, v in d.items()}
+    if isinstance(d, list):
+        return [_deepcopy(v) for v in d]
+    return d

@@ -1,0 +1,85 @@
+"""The canonical conversation record every stage exchanges.
+
+A ``Conversation`` is a list of ``Message`` objects (role system|user|assistant,
+content, optional per-message language) plus metadata. Every reader in
+``polyinstruct.data.formats`` produces it; templates and inference consume it.
+On disk it is one JSON object per line (see ``to_dict``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass
+class Message:
+    role: str
+    content: str
+    language: str | None = None  # ISO 639-1; overrides Conversation.language
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.language:
+            d["language"] = self.language
+        return d
+
+
+@dataclass
+class Conversation:
+    id: str
+    messages: list[Message]
+    language: str | None = None  # ISO 639-1 code of the conversation (of the prompt if mixed)
+    source: str | None = None  # dataset name
+    tags: list[str] = field(default_factory=list)  # task tags, e.g. ["brainstorming"]
+    license: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)  # anything else worth keeping
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"id": self.id, "messages": [m.to_dict() for m in self.messages]}
+        if self.language:
+            d["language"] = self.language
+        if self.source:
+            d["source"] = self.source
+        if self.tags:
+            d["tags"] = list(self.tags)
+        if self.license:
+            d["license"] = self.license
+        if self.meta:
+            d["meta"] = self.meta
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Conversation":
+        """Build from the on-disk dict. Structural checks live in ``data.validate``."""
+        msgs = [Message(m["role"], m["content"], m.get("language")) for m in d["messages"]]
+        return cls(
+            id=str(d["id"]),
+            messages=msgs,
+            language=d.get("language"),
+            source=d.get("source"),
+            tags=list(d.get("tags") or []),
+            license=d.get("license"),
+            meta=dict(d.get("meta") or {}),
+        )
+
+    # Convenience views used by templates, stats and recipes.
+    def message_language(self, i: int) -> str | None:
+        return self.messages[i].language or self.language
+
+    @property
+    def prompt_messages(self) -> list[Message]:
+        """All messages before the final assistant turn (what a model is asked)."""
+        if self.messages and self.messages[-1].role == "assistant":
+            return self.messages[:-1]
+        return list(self.messages)
+
+    @property
+    def response_language(self) -> str | None:
+        """Language of the final assistant turn (differs from ``language`` for cross-lingual data)."""
+        for i in range(len(self.messages) - 1, -1, -1):
+            if self.messages[i].role == "assistant":
+                return self.message_language(i)
+        return self.language

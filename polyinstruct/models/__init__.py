@@ -1,0 +1,1 @@
+"""Model checkpoints: tiny local models for tests and registry-package models."""
