@@ -1,0 +1,111 @@
+"""Choose how a local model's prompts are rendered, and say which choice was made.
+
+A model must be prompted the way it was trained. The order of preference:
+
+1. an explicit ``template`` (a name, a ``template.yaml`` path, or a template object);
+2. the run directory's ``template.yaml`` (written by training, the exact template used);
+3. the tokenizer's own chat template (instruct models such as SmolLM2);
+4. the ``tulu`` template (Tulu's ``<|user|>`` / ``<|assistant|>`` format).
+
+The decision is logged and kept on the ``PromptFormat`` (``source``) so predictions
+and servers can report it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from polyinstruct.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TEMPLATE = "tulu"
+
+
+@dataclass
+class PromptFormat:
+    """A rendering function from chat messages to the prompt text, plus its stop strings."""
+
+    name: str
+    render: Callable[[list[dict[str, str]]], str]
+    stop_strings: list[str] = field(default_factory=list)
+    source: str = ""  # "explicit" | "run_dir" | "tokenizer" | "default"
+
+
+def _tulu_fallback(messages: list[dict[str, str]]) -> str:
+    """Tulu's format, used only while ``polyinstruct.templates`` has no loader yet."""
+    parts = [f"<|{m['role']}|>\n{m['content']}\n" for m in messages]
+    return "".join(parts) + "<|assistant|>\n"
+
+
+def _from_template_object(obj: Any, name: str, source: str) -> PromptFormat:
+    """Adapt a ``polyinstruct.templates.ChatTemplate`` (``render_prompt`` + ``stop_strings``)."""
+
+    def render(messages: list[dict[str, str]]) -> str:
+        try:
+            return obj.render_prompt(messages)
+        except (AttributeError, TypeError):  # template wants Message objects
+            from polyinstruct.data.records import Message
+
+            return obj.render_prompt([Message(m["role"], m["content"]) for m in messages])
+
+    stops = list(getattr(obj, "stop_strings", None) or [])
+    return PromptFormat(name=getattr(obj, "name", None) or name, render=render, stop_strings=stops, source=source)
+
+
+def _load_named(name_or_path: str, tokenizer: Any, source: str) -> PromptFormat:
+    try:
+        from polyinstruct.templates import load_template  # type: ignore[attr-defined]
+    except ImportError:
+        load_template = None
+    if load_template is not None:
+        return _from_template_object(load_template(name_or_path, tokenizer=tokenizer), str(name_or_path), source)
+    if name_or_path == DEFAULT_TEMPLATE:
+        log.warning("polyinstruct.templates has no load_template yet; using the built-in tulu renderer")
+        return PromptFormat(DEFAULT_TEMPLATE, _tulu_fallback, ["<|user|>"], source)
+    raise ConfigError(f"cannot load template {name_or_path!r}: polyinstruct.templates is not available",
+                      field="template")
+
+
+def find_run_template(model_path: str | Path) -> Path | None:
+    """``template.yaml`` of a run directory, given the run dir or its model/ or adapter/ folder."""
+    p = Path(model_path)
+    if not p.exists():
+        return None
+    for cand in (p / "template.yaml", p.parent / "template.yaml"):
+        if cand.is_file() and (cand.parent == p or p.name in ("model", "adapter")):
+            return cand
+    return None
+
+
+def tokenizer_format(tokenizer: Any, source: str = "tokenizer") -> PromptFormat:
+    """Render with the tokenizer's own chat template (``add_generation_prompt=True``)."""
+
+    def render(messages: list[dict[str, str]]) -> str:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    return PromptFormat(name="tokenizer", render=render, stop_strings=[], source=source)
+
+
+def resolve_prompt_format(model_path: str | Path | None, tokenizer: Any = None,
+                          template: Any = None) -> PromptFormat:
+    """Pick the prompt format for a model (see the module docstring for the order)."""
+    if isinstance(template, PromptFormat):
+        fmt = template
+    elif template is not None and hasattr(template, "render_prompt"):
+        fmt = _from_template_object(template, "custom", "explicit")
+    elif callable(template):
+        fmt = PromptFormat("custom", template, [], "explicit")
+    elif template is not None:
+        fmt = _load_named(str(template), tokenizer, "explicit")
+    elif model_path is not None and (run_tpl := find_run_template(model_path)) is not None:
+        fmt = _load_named(str(run_tpl), tokenizer, "run_dir")
+    elif tokenizer is not None and getattr(tokenizer, "chat_template", None):
+        fmt = tokenizer_format(tokenizer)
+    else:
+        fmt = _load_named(DEFAULT_TEMPLATE, tokenizer, "default")
+    log.info("prompt template: %s (from %s)", fmt.name, fmt.source)
+    return fmt

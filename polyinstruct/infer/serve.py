@@ -1,0 +1,303 @@
+"""An OpenAI-compatible HTTP server over any ``GenerationBackend``.
+
+Endpoints: ``GET /health``, ``GET /v1/models``, ``POST /v1/chat/completions`` and
+``POST /v1/completions`` (both with ``stream: true`` as server-sent events). Binds to
+127.0.0.1 unless told otherwise; an optional API key is checked as a Bearer token.
+Requests are validated (4xx with an OpenAI-style error body naming the field), bodies
+and ``max_tokens`` are capped, and one worker thread owns the model, batching waiting
+requests (see ``worker.py``), so concurrent clients never crash it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import time
+import uuid
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+
+from polyinstruct.errors import ConfigError
+from polyinstruct.infer.backend import DecodingParams, Generation, GenerationBackend
+from polyinstruct.infer.decoding import validate_decoding
+from polyinstruct.infer.serve_schemas import ChatCompletionRequest, CompletionRequest, SamplingFields
+from polyinstruct.infer.worker import BatchWorker, QueueFullError, is_end
+
+log = logging.getLogger(__name__)
+
+
+class APIError(Exception):
+    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
+                 param: str | None = None, code: str | None = None, headers: dict[str, str] | None = None):
+        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+        self.headers = headers
+        super().__init__(message)
+
+
+def _error_body(message: str, type: str, param: str | None = None, code: str | None = None) -> dict:
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+class BodyLimitMiddleware:
+    """Reject request bodies over ``max_bytes`` with 413, with or without Content-Length."""
+
+    def __init__(self, app: Any, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        too_big = length is not None and length.isdigit() and int(length) > self.max_bytes
+        body, more = b"", True
+        if not too_big:
+            while more:
+                msg = await receive()
+                if msg["type"] == "http.disconnect":
+                    return
+                body += msg.get("body", b"")
+                more = msg.get("more_body", False)
+                if len(body) > self.max_bytes:
+                    too_big = True
+                    break
+        if too_big:
+            from starlette.responses import JSONResponse
+
+            resp = JSONResponse(_error_body(f"request body is larger than {self.max_bytes} bytes",
+                                            "invalid_request_error", code="request_too_large"), status_code=413)
+            return await resp(scope, receive, send)
+        sent = False
+
+        async def replay() -> dict:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _decoding(req: SamplingFields, max_tokens: int | None, default_max_tokens: int, limit: int) -> DecodingParams:
+    requested = max_tokens if max_tokens is not None else min(default_max_tokens, limit)
+    if requested > limit:
+        raise APIError(400, f"max_tokens={requested} is above this server's limit of {limit}", param="max_tokens")
+    temperature = 1.0 if req.temperature is None else req.temperature  # OpenAI default: sample at 1.0
+    params = DecodingParams(
+        max_new_tokens=requested, do_sample=temperature > 0, temperature=temperature or 1.0,
+        top_p=req.top_p if req.top_p is not None else 1.0, top_k=req.top_k or None,
+        repetition_penalty=req.repetition_penalty or 1.0, no_repeat_ngram_size=req.no_repeat_ngram_size or 0,
+        stop=list(req.stop or []), seed=req.seed)
+    try:
+        validate_decoding(params)
+    except ConfigError as e:
+        raise APIError(400, str(e)) from None
+    return params
+
+
+def create_app(backend: GenerationBackend, *, model_name: str, api_key: str | None = None,
+               max_tokens_limit: int = 2048, default_max_tokens: int = 512, max_request_bytes: int = 1_000_000,
+               max_batch_size: int = 16, max_queue: int = 256) -> Any:
+    """Build the FastAPI app. The worker thread starts with the app and stops with it."""
+    from fastapi import Depends, FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, StreamingResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    worker = BatchWorker(backend, max_batch_size=max_batch_size, max_queue=max_queue)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        worker.start()
+        yield
+        worker.stop()
+
+    app = FastAPI(title="polyinstruct", lifespan=lifespan)
+    app.state.worker = worker
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_request_bytes)
+    created = int(time.time())
+
+    @app.exception_handler(APIError)
+    async def _api_error(_req: Request, e: APIError) -> JSONResponse:
+        return JSONResponse(_error_body(e.message, e.type, e.param, e.code), status_code=e.status, headers=e.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_req: Request, e: RequestValidationError) -> JSONResponse:
+        problems, param = [], None
+        for err in e.errors():
+            loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
+            param = param or loc or None
+            problems.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
+        return JSONResponse(_error_body("invalid request: " + "; ".join(problems), "invalid_request_error", param),
+                            status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_req: Request, e: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(_error_body(str(e.detail), "invalid_request_error"), status_code=e.status_code)
+
+    def check_key(request: Request) -> None:
+        if api_key is None:
+            return
+        auth = request.headers.get("authorization", "")
+        token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+        if not hmac.compare_digest(token.encode(), api_key.encode()):
+            raise APIError(401, "invalid or missing API key (send 'Authorization: Bearer <key>')",
+                           type="authentication_error", code="invalid_api_key")
+
+    def check_model(name: str) -> None:
+        if name != model_name:
+            raise APIError(404, f"model {name!r} is not served here; this server serves {model_name!r}",
+                           param="model", code="model_not_found")
+
+    def check_context(prompt_text: str, max_new: int) -> None:
+        ctx, count = getattr(backend, "context_length", None), getattr(backend, "count_tokens", None)
+        if ctx and count:
+            n = count(prompt_text)
+            if n + max_new > ctx:
+                raise APIError(400, f"prompt ({n} tokens) + max_tokens ({max_new}) exceeds the model's context "
+                                    f"length of {ctx}", param="messages", code="context_length_exceeded")
+
+    async def run_one(kind: str, payload: Any, params: DecodingParams) -> Generation:
+        try:
+            fut = worker.submit(kind, payload, params)
+        except QueueFullError as e:
+            raise APIError(503, f"server busy: {e}; retry later", type="server_error",
+                           headers={"Retry-After": "1"}) from None
+        try:
+            return await asyncio.wrap_future(fut)
+        except asyncio.CancelledError:
+            fut.cancel()
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise APIError(500, f"generation failed: {e}", type="server_error") from None
+
+    def usage(prompt: int, completion: int) -> dict[str, int]:
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+    def sse(obj: Any) -> str:
+        return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
+
+    def stream_response(kind: str, payload: Any, params: DecodingParams, chunk: Any, include_usage: bool):
+        loop = asyncio.get_running_loop()
+        try:
+            job = worker.submit_stream(kind, payload, params, loop)
+        except QueueFullError as e:
+            raise APIError(503, f"server busy: {e}; retry later", type="server_error",
+                           headers={"Retry-After": "1"}) from None
+
+        async def events() -> AsyncIterator[str]:
+            try:
+                first = chunk(None, None, first=True)
+                if first is not None:
+                    yield sse(first)
+                while True:
+                    item = await job.stream_queue.get()
+                    if is_end(item):
+                        break
+                    if isinstance(item, Exception):
+                        yield sse(_error_body(f"generation failed: {item}", "server_error"))
+                        break
+                    yield sse(chunk(item, None))
+                gen = job.result.get("generation")
+                yield sse(chunk(None, gen.finish_reason if gen else "stop"))
+                if include_usage and gen is not None:
+                    yield sse({**chunk(None, None, usage_only=True),
+                               "usage": usage(gen.prompt_tokens, gen.completion_tokens)})
+                yield "data: [DONE]\n\n"
+            finally:
+                job.cancelled.set()  # client gone or done: stop generating
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok", "model": model_name, "queued": worker.queued}
+
+    @app.get("/v1/models", dependencies=[Depends(check_key)])
+    async def models() -> dict:
+        return {"object": "list", "data": [{"id": model_name, "object": "model", "created": created,
+                                            "owned_by": "polyinstruct"}]}
+
+    @app.post("/v1/chat/completions", dependencies=[Depends(check_key)])
+    async def chat_completions(req: ChatCompletionRequest) -> Any:
+        check_model(req.model)
+        max_tokens = req.max_completion_tokens or req.max_tokens
+        params = _decoding(req, max_tokens, default_max_tokens, max_tokens_limit)
+        messages = [{"role": m.role, "content": m.text()} for m in req.messages]
+        render = getattr(backend, "render", None)
+        if render is not None:
+            check_context(render(messages), params.max_new_tokens)
+        rid, now = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        if req.stream:
+            def chunk(piece: str | None, finish: str | None, first: bool = False, usage_only: bool = False) -> dict:
+                base = {"id": rid, "object": "chat.completion.chunk", "created": now, "model": model_name}
+                if usage_only:
+                    return {**base, "choices": []}
+                delta = {"role": "assistant", "content": ""} if first else ({"content": piece} if piece else {})
+                return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+            include = bool((req.stream_options or {}).get("include_usage"))
+            return stream_response("chat", messages, params, chunk, include)
+        gen = await run_one("chat", messages, params)
+        return {"id": rid, "object": "chat.completion", "created": now, "model": model_name,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": gen.text},
+                             "finish_reason": gen.finish_reason, "logprobs": None}],
+                "usage": usage(gen.prompt_tokens, gen.completion_tokens)}
+
+    @app.post("/v1/completions", dependencies=[Depends(check_key)])
+    async def completions(req: CompletionRequest) -> Any:
+        check_model(req.model)
+        if not hasattr(backend, "generate_text"):
+            raise APIError(400, f"backend {backend.name!r} only supports chat; use /v1/chat/completions")
+        params = _decoding(req, req.max_tokens, min(16, max_tokens_limit), max_tokens_limit)
+        for p in req.prompt:
+            check_context(p, params.max_new_tokens)
+        rid, now = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        if req.stream:
+            def chunk(piece: str | None, finish: str | None, first: bool = False, usage_only: bool = False):
+                base = {"id": rid, "object": "text_completion", "created": now, "model": model_name}
+                if first:
+                    return None
+                if usage_only:
+                    return {**base, "choices": []}
+                return {**base, "choices": [{"index": 0, "text": piece or "", "logprobs": None,
+                                             "finish_reason": finish}]}
+
+            include = bool((req.stream_options or {}).get("include_usage"))
+            return stream_response("text", req.prompt[0], params, chunk, include)
+        gens = await asyncio.gather(*(run_one("text", p, params) for p in req.prompt))
+        return {"id": rid, "object": "text_completion", "created": now, "model": model_name,
+                "choices": [{"index": i, "text": g.text, "logprobs": None, "finish_reason": g.finish_reason}
+                            for i, g in enumerate(gens)],
+                "usage": usage(sum(g.prompt_tokens for g in gens), sum(g.completion_tokens for g in gens))}
+
+    return app
+
+
+def serve(model: str | GenerationBackend, host: str = "127.0.0.1", port: int = 8000, *, backend: str = "hf",
+          model_name: str | None = None, api_key: str | None = None, max_tokens_limit: int = 2048,
+          batch_size: int = 16, max_request_bytes: int = 1_000_000, backend_kwargs: dict[str, Any] | None = None,
+          log_level: str = "info") -> None:
+    """Load ``model`` and serve it until interrupted (blocking)."""
+    import uvicorn
+
+    if isinstance(model, str):
+        from polyinstruct.infer import load_backend
+
+        kw = dict(backend_kwargs or {})
+        if backend == "hf":
+            kw.setdefault("batch_size", batch_size)
+        gen_backend = load_backend({"backend": backend, "model": model, **kw})
+        name = model_name or getattr(gen_backend, "model_name", None) or model
+    else:
+        gen_backend, name = model, model_name or getattr(model, "model_name", None) or model.name
+    if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
+        log.warning("serving on %s without an API key: anyone who can reach this address can use the model", host)
+    app = create_app(gen_backend, model_name=name, api_key=api_key, max_tokens_limit=max_tokens_limit,
+                     max_request_bytes=max_request_bytes, max_batch_size=batch_size)
+    log.info("serving %r on http://%s:%d/v1", name, host, port)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -1,0 +1,103 @@
+"""Request bodies of the OpenAI-compatible server, validated by pydantic.
+
+Unknown fields are ignored (clients send many optional ones); fields we cannot
+honour (``n`` > 1, non-zero frequency/presence penalties, logprobs, echo) are
+rejected with a 400 that says so, rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "user", "assistant"]
+    content: str | list[TextPart]
+    name: str | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(p.text for p in self.content)
+
+
+class SamplingFields(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    model: str = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    n: int = Field(default=1, ge=1)
+    stop: str | list[str] | None = None
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    seed: int | None = None
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    # Extensions read by vLLM-style servers (sent via the openai client's extra_body).
+    top_k: int | None = Field(default=None, ge=0)
+    repetition_penalty: float | None = Field(default=None, gt=0.0)
+    no_repeat_ngram_size: int | None = Field(default=None, ge=0)
+
+    @field_validator("stop")
+    @classmethod
+    def _stops(cls, v: str | list[str] | None) -> list[str] | None:
+        if v is None:
+            return None
+        stops = [v] if isinstance(v, str) else v
+        if len(stops) > 16:
+            raise ValueError("at most 16 stop strings")
+        if any(not s for s in stops):
+            raise ValueError("stop strings must be non-empty")
+        return stops
+
+    @model_validator(mode="after")
+    def _unsupported(self):
+        if self.n != 1:
+            raise ValueError("only n=1 is supported")
+        for name in ("frequency_penalty", "presence_penalty"):
+            if getattr(self, name):
+                raise ValueError(f"{name} is not supported; use repetition_penalty")
+        return self
+
+
+class ChatCompletionRequest(SamplingFields):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _last_turn(self):
+        if self.messages[-1].role == "assistant":
+            raise ValueError("the last message must be from the user or system, not the assistant")
+        return self
+
+
+class CompletionRequest(SamplingFields):
+    prompt: str | list[str]
+    echo: bool = False
+    logprobs: int | None = None
+    suffix: str | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, v: str | list[str]) -> list[str]:
+        prompts = [v] if isinstance(v, str) else v
+        if not prompts:
+            raise ValueError("prompt must not be empty")
+        return prompts
+
+    @model_validator(mode="after")
+    def _unsupported_completion(self):
+        if self.echo or self.logprobs is not None or self.suffix is not None:
+            raise ValueError("echo, logprobs and suffix are not supported")
+        if self.stream and len(self.prompt) > 1:
+            raise ValueError("streaming supports a single prompt")
+        return self
