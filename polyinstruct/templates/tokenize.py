@@ -1,0 +1,210 @@
+"""Tokenization with assistant-only labels.
+
+The rendered segments are merged into *runs* (maximal pieces with the same
+label), and each run is encoded on its own; a run's tokens take its label.
+So no token can straddle the prompt/answer boundary (the TRL#598 failure),
+and the prompt part of a training example has exactly the ids that
+``ChatTemplate.encode_prompt`` gives at inference time.
+
+Runs after the first are encoded as continuations: for tokenizers that add a
+SentencePiece dummy prefix ("▁") to every encoded string, the run is encoded
+after a special-token sentinel and the sentinel is dropped (the trick
+transformers' own Llama tokenizer uses), so no spurious space appears.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from polyinstruct.data.records import Conversation
+from polyinstruct.errors import ConfigError, DataError
+from polyinstruct.templates.render import ChatTemplate, Segment
+from polyinstruct.templates.verify import verify_labels
+
+log = logging.getLogger(__name__)
+IGNORE_INDEX = -100
+TRAIN_ON = ("all", "last")
+TRUNCATION = ("turn", "drop")
+
+
+@dataclass(frozen=True)
+class TokenizerInfo:
+    """Facts about a tokenizer that tokenization depends on, probed once."""
+
+    bos_id: int | None
+    adds_bos: bool  # tokenizer(text) starts with BOS by default
+    sentinel_id: int | None  # special token used to encode continuations
+    sentinel_text: str
+    needs_sentinel: bool  # encoding a string alone adds a dummy prefix
+
+    @classmethod
+    def probe(cls, tok: Any) -> "TokenizerInfo":
+        bos_id = getattr(tok, "bos_token_id", None)
+        ids = tok("a")["input_ids"]
+        adds_bos = bos_id is not None and len(ids) > 0 and ids[0] == bos_id
+        sentinel_text, sentinel_id = "", None
+        for attr in ("eos_token", "unk_token", "bos_token", "pad_token"):
+            text = getattr(tok, attr, None)
+            tid = getattr(tok, f"{attr}_id", None)
+            if text and tid is not None and tok(text, add_special_tokens=False)["input_ids"] == [tid]:
+                sentinel_text, sentinel_id = text, tid
+                break
+        needs = False
+        if sentinel_id is not None:
+            for probe in ("a", " a", "\na", "中"):
+                alone = tok(probe, add_special_tokens=False)["input_ids"]
+                cont = tok(sentinel_text + probe, add_special_tokens=False)["input_ids"][1:]
+                if alone != cont:
+                    needs = True
+                    break
+        return cls(bos_id, adds_bos, sentinel_id, sentinel_text, needs)
+
+    def add_bos(self, policy: str) -> bool:
+        if self.bos_id is None or policy == "never":
+            return False
+        return policy == "always" or self.adds_bos
+
+
+@dataclass
+class Encoded:
+    ids: list[int]
+    runs: list[tuple[int, int, bool, int, str]]  # (start, end, trained, turn, text) token spans
+
+
+def _runs(segs: list[Segment]) -> list[tuple[str, bool, int]]:
+    out: list[list] = []
+    for s in segs:
+        if not s.text:
+            continue
+        key_turn = s.turn if s.trained else -1
+        if out and out[-1][1] == s.trained and out[-1][2] == key_turn:
+            out[-1][0] += s.text
+        else:
+            out.append([s.text, s.trained, key_turn])
+    return [(t, tr, turn) for t, tr, turn in out]
+
+
+def encode_segments(batch: list[list[Segment]], tok: Any, info: TokenizerInfo, bos_policy: str) -> list[Encoded]:
+    """Encode many segment lists with one batched tokenizer call."""
+    all_runs = [_runs(segs) for segs in batch]
+    flat: list[str] = []
+    for runs in all_runs:
+        for j, (text, _, _) in enumerate(runs):
+            flat.append(info.sentinel_text + text if (j and info.needs_sentinel) else text)
+    enc = tok(flat, add_special_tokens=False)["input_ids"] if flat else []
+    bos = info.add_bos(bos_policy)
+    out: list[Encoded] = []
+    k = 0
+    for runs in all_runs:
+        ids: list[int] = [info.bos_id] if bos else []
+        spans = []
+        for j, (text, trained, turn) in enumerate(runs):
+            rid = enc[k]
+            k += 1
+            if j and info.needs_sentinel:
+                if not rid or rid[0] != info.sentinel_id:  # pragma: no cover - tokenizer contract broken
+                    raise ConfigError(f"tokenizer did not keep the sentinel {info.sentinel_text!r} as one token",
+                                      field="tokenizer")
+                rid = rid[1:]
+            spans.append((len(ids), len(ids) + len(rid), trained, turn, text))
+            ids.extend(rid)
+        out.append(Encoded(ids, spans))
+    return out
+
+
+def _labels(enc: Encoded, keep_turns: set[int] | None) -> list[int]:
+    labels = [IGNORE_INDEX] * len(enc.ids)
+    for start, end, trained, turn, _ in enc.runs:
+        if trained and (keep_turns is None or turn in keep_turns):
+            labels[start:end] = enc.ids[start:end]
+    return labels
+
+
+def finish_example(enc: Encoded, conv_id: str, *, max_length: int | None, train_on: str,
+                   truncation: str) -> tuple[dict | None, str]:
+    """Apply truncation and the train_on rule; returns (row or None, status)."""
+    ids, runs = enc.ids, enc.runs
+    status = "ok"
+    if max_length is not None and len(ids) > max_length:
+        if truncation == "drop":
+            return None, "dropped_too_long"
+        ends = [end for (_, end, trained, _, _) in runs if trained and end <= max_length]
+        # a turn is complete when its whole trained run fits; keep up to the last complete one
+        complete = [r for r in runs if r[2] and r[1] <= max_length]
+        if not ends or not complete:
+            return None, "dropped_no_complete_turn"
+        cut = max(ends)
+        ids = ids[:cut]
+        runs = [r for r in runs if r[1] <= cut]
+        status = "truncated"
+    turns = [turn for (_, _, trained, turn, _) in runs if trained]
+    if not turns:
+        return None, "dropped_no_complete_turn"
+    keep = None if train_on == "all" else {max(turns)}
+    labels = _labels(Encoded(ids, runs), keep)
+    n = sum(1 for x in labels if x != IGNORE_INDEX)
+    if n == 0:
+        return None, "dropped_no_complete_turn"
+    return {"input_ids": ids, "labels": labels, "length": len(ids), "num_loss_tokens": n, "id": conv_id}, status
+
+
+def check_options(train_on: str, truncation: str, max_length: int | None) -> None:
+    if train_on not in TRAIN_ON:
+        raise ConfigError(f"train_on must be one of {TRAIN_ON}, got {train_on!r}", field="train_on")
+    if truncation not in TRUNCATION:
+        raise ConfigError(f"truncation must be one of {TRUNCATION}, got {truncation!r}", field="truncation")
+    if max_length is not None and max_length < 2:
+        raise ConfigError(f"max_length must be at least 2, got {max_length}", field="max_length")
+
+
+def _segments_for(conv: Conversation, template: ChatTemplate) -> list[Segment]:
+    if not any(m.role == "assistant" for m in conv.messages):
+        raise DataError("conversation has no assistant message to train on", field="messages",
+                        record_id=conv.id, path=f"<conversation {conv.id}>")
+    last = max(i for i, m in enumerate(conv.messages) if m.role == "assistant")
+    segs = template.segments(conv, record_id=conv.id)
+    return [s for s in segs if s.turn <= last]  # trailing user turns carry no loss
+
+
+def tokenize_many(conversations: Iterable[Conversation], tokenizer: Any, template: ChatTemplate, *,
+                  max_length: int | None = None, train_on: str = "all", truncation: str = "turn",
+                  verify: bool = True, info: TokenizerInfo | None = None) -> list[tuple[dict | None, str]]:
+    """Batch form of ``tokenize_conversation``: (row or None, status) per conversation."""
+    check_options(train_on, truncation, max_length)
+    template = template.bind(tokenizer)
+    info = info or TokenizerInfo.probe(tokenizer)
+    convs = list(conversations)
+    encs = encode_segments([_segments_for(c, template) for c in convs], tokenizer, info, template.spec.bos)
+    results = []
+    for conv, enc in zip(convs, encs):
+        row, status = finish_example(enc, conv.id, max_length=max_length, train_on=train_on, truncation=truncation)
+        if row is not None:
+            row["language"] = conv.language
+            row["source"] = conv.source
+        results.append((row, status))
+    if verify:
+        verify_labels([(r, _expected(r, enc)) for (r, _), enc in zip(results, encs) if r is not None],
+                      tokenizer, info)
+    return results
+
+
+def _expected(row: dict, enc: Encoded) -> list[str]:
+    """Texts the labelled spans must decode to: each kept trained run (assistant content + end of turn)."""
+    labelled = {i for i, x in enumerate(row["labels"]) if x != IGNORE_INDEX}
+    return [text for (s, e, trained, _, text) in enc.runs if trained and e > s and s in labelled]
+
+
+def tokenize_conversation(conversation: Conversation, tokenizer: Any, template: ChatTemplate, *,
+                          max_length: int | None = None, train_on: str = "all", truncation: str = "turn",
+                          verify: bool = True) -> dict | None:
+    """``input_ids``/``labels`` for one conversation; None when truncation drops it.
+
+    Labels equal the input ids on assistant tokens (content and end-of-turn text)
+    and -100 elsewhere; they are not shifted (the model or loss shifts them).
+    """
+    if isinstance(conversation, dict):
+        conversation = Conversation.from_dict(conversation)
+    return tokenize_many([conversation], tokenizer, template, max_length=max_length, train_on=train_on,
+                         truncation=truncation, verify=verify)[0][0]
