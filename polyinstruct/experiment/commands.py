@@ -1,0 +1,56 @@
+"""CLI: ``polyinstruct experiment CONFIG [key=value ...]`` and ``polyinstruct quickstart``."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+
+def register(sub) -> None:
+    p = sub.add_parser("experiment", help="run a budget-controlled experiment grid end to end")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. eval.max_new_tokens=32")
+    p.add_argument("--no-report", action="store_true")
+    p.set_defaults(func=_experiment)
+    q = sub.add_parser("quickstart", help="the built-in multilingual experiment (about 10 min on a laptop CPU)")
+    q.add_argument("overrides", nargs="*", help="key=value overrides of the quickstart config")
+    q.add_argument("--output-dir", default=None)
+    q.add_argument("--print-config", action="store_true", help="print the quickstart config and exit")
+    q.set_defaults(func=_quickstart)
+
+
+def _quiet_libraries() -> None:
+    for name in ("transformers", "datasets", "httpx", "accelerate"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+def _experiment(args) -> int:
+    from polyinstruct.experiment.runner import run_experiment
+
+    _quiet_libraries()
+    root = run_experiment(args.config, args.overrides, progress=True, report=not args.no_report)
+    print(f"experiment: {root}")
+    if not args.no_report:
+        print(f"report: {root / 'report' / 'report.html'}")
+    return 0
+
+
+def _quickstart(args) -> int:
+    from polyinstruct.experiment.quickstart import QUICKSTART_CONFIG, quickstart
+
+    if args.print_config:
+        print(QUICKSTART_CONFIG.read_text(encoding="utf-8"))
+        return 0
+    _quiet_libraries()
+    t0 = time.time()
+    report = quickstart(args.output_dir, args.overrides, progress=True)
+    print(f"quickstart finished in {time.time() - t0:.0f} s")
+    print(f"report: {report.resolve()}")
+    return 0

@@ -1,0 +1,80 @@
+"""The experiment config schema (YAML), validated with errors naming file and field."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+ARM_KINDS = ("base", "multi", "multi-down", "en-only", "mono")
+
+
+class EvalSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompts_per_language: int | None = Field(None, ge=1, description="subset of the 50 prompts (None = all)")
+    max_new_tokens: int = Field(128, ge=1)
+    decoding: str = "greedy"
+    batch_size: int = Field(16, ge=1)
+
+
+class ExperimentConfig(BaseModel):
+    """Seed 1's budget-controlled grid: arms x evaluation languages."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "experiment"
+    output_dir: str = "runs/experiment"
+    model: str = Field(..., description="base model: path, packaged name or hub id")
+    template: str = "tulu"
+    method: str = "lora"
+    train_languages: list[str] = ["en", "fr", "es", "ru", "bg", "zh"]
+    eval_languages: list[str] = ["en", "fr", "es", "ru", "bg", "zh", "bn", "no"]
+    english: str = "en"
+    arms: list[str] = ["multi", "multi-down"]
+    data: dict[str, str] | None = Field(
+        None, description="language -> dataset name or path of parallel data; default: the embedded data")
+    eval_data: dict[str, str] | None = Field(None, description="language -> evaluation prompts; default: embedded")
+    examples_per_language: int | None = Field(None, ge=1, description="use only the first N parallel ids")
+    downsample_by: Literal["tokens", "examples"] = "tokens"
+    train: dict[str, Any] = Field(default_factory=dict, description="training config fields for every arm")
+    eval: EvalSettings = Field(default_factory=EvalSettings)
+    judge: dict[str, Any] | None = None
+    lid: str = "fasttext-lite"
+    seed: int = 0
+
+    @field_validator("arms")
+    @classmethod
+    def _check_arms(cls, arms: list[str]) -> list[str]:
+        for a in arms:
+            kind = "mono" if a.startswith("mono") else a
+            if kind not in ARM_KINDS:
+                from polyinstruct.registry import suggest
+
+                raise ValueError(f"unknown arm {a!r}.{suggest(a, list(ARM_KINDS))} Known: {', '.join(ARM_KINDS)}, mono-<lang>")
+        if not arms:
+            raise ValueError("at least one arm is needed")
+        return arms
+
+    def cells(self) -> list["Cell"]:
+        """Expand arms into cells: ``mono`` becomes one cell per training language."""
+        out: list[Cell] = []
+        for a in self.arms:
+            if a == "mono":
+                out += [Cell(f"mono-{lang}", "mono", [lang]) for lang in self.train_languages]
+            elif a.startswith("mono-"):
+                out.append(Cell(a, "mono", [a.split("-", 1)[1]]))
+            else:
+                out.append(Cell(a, a, list(self.eval_languages)))
+        return out
+
+
+class Cell(BaseModel):
+    """One trained (or untrained) model and the languages it is evaluated on."""
+
+    name: str
+    kind: str
+    eval_languages: list[str]
+
+    def __init__(self, name: str, kind: str, eval_languages: list[str]):
+        super().__init__(name=name, kind=kind, eval_languages=eval_languages)

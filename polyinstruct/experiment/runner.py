@@ -1,0 +1,162 @@
+"""Run an experiment grid cell by cell, resumably, then write the report.
+
+Each cell folder (``cells/<name>/``) moves through stages whose outputs mark
+them finished: ``run/budget.json`` (trained), ``predictions.jsonl`` plus
+``predicted.json`` (generated), ``scores.json`` (scored), ``done.json``. A rerun
+skips finished cells and finished stages; an interrupted stage resumes through
+the stage's own resume (training checkpoints, predictions by id).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from polyinstruct.config import apply_overrides, load_yaml, validate_config
+from polyinstruct.experiment.arms import arm_file, build_arms, load_eval_prompts
+from polyinstruct.experiment.config import Cell, ExperimentConfig
+from polyinstruct.experiment.scoring import score_predictions
+from polyinstruct.fileio import atomic_open, read_json, write_json, write_jsonl
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str], None]
+
+
+def load_experiment_config(config: str | os.PathLike | dict | ExperimentConfig,
+                           overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    if isinstance(config, ExperimentConfig):
+        return config if not overrides else load_experiment_config(config.model_dump(), overrides)
+    if isinstance(config, dict):
+        return validate_config(ExperimentConfig, apply_overrides(config, list(overrides)), file="<experiment config>")
+    data = apply_overrides(load_yaml(config), list(overrides))
+    return validate_config(ExperimentConfig, data, file=str(config))
+
+
+def run_experiment(config: str | os.PathLike | dict | ExperimentConfig, overrides: list[str] | tuple[str, ...] = (),
+                   *, progress: bool = False, report: bool = True) -> Path:
+    """Run every cell of the grid (skipping finished ones); return the experiment directory."""
+    cfg = load_experiment_config(config, overrides)
+    root = Path(cfg.output_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    say = _printer(progress)
+    with atomic_open(root / "experiment.yaml") as f:
+        yaml.safe_dump(cfg.model_dump(), f, sort_keys=False, allow_unicode=True)
+
+    from polyinstruct.models.resolve import resolve_model_path
+
+    say(f"[model] resolving {cfg.model}")
+    model_path = resolve_model_path(cfg.model)
+    counter = _token_counter(model_path)
+    needs_data = any(c.kind != "base" for c in cfg.cells())
+    data_budget = build_arms(cfg, root, counter) if needs_data else {}
+    eval_path = root / "eval_prompts.jsonl"
+    if not eval_path.exists():
+        write_jsonl(eval_path, (c.to_dict() for c in load_eval_prompts(cfg)))
+
+    cells = cfg.cells()
+    for i, cell in enumerate(cells, 1):
+        cdir = root / "cells" / cell.name
+        if (cdir / "done.json").exists():
+            say(f"[{i}/{len(cells)}] {cell.name}: finished earlier, skipped")
+            continue
+        say(f"[{i}/{len(cells)}] {cell.name}")
+        _run_cell(cfg, cell, cdir, root, model_path, eval_path, say, progress)
+        write_json(cdir / "done.json", {"cell": cell.name, "finished_at": time.time()})
+
+    _write_results(cfg, root, data_budget)
+    if report:
+        from polyinstruct.report import write_report
+
+        path = write_report(root)
+        say(f"[report] {path}")
+    return root
+
+
+def _run_cell(cfg: ExperimentConfig, cell: Cell, cdir: Path, root: Path, model_path: str, eval_path: Path,
+              say: Progress, progress: bool) -> None:
+    cdir.mkdir(parents=True, exist_ok=True)
+    # 1. train (the base cell evaluates the untouched model)
+    if cell.kind == "base":
+        model_for_predict = model_path
+    else:
+        run_dir = cdir / "run"
+        if not (run_dir / "budget.json").exists():
+            from polyinstruct.train import train
+
+            data_file = arm_file(root, cell.name, cell.kind)
+            train_cfg = {**cfg.train, "model": model_path, "template": cfg.template, "method": cfg.method,
+                         "data": [str(data_file)], "output_dir": str(run_dir), "seed": cfg.seed}
+            say(f"  train {cell.name} on {data_file.name} ({cfg.method})")
+            train(train_cfg, progress=progress)
+        else:
+            say(f"  train {cell.name}: finished earlier")
+        model_for_predict = str(run_dir)
+    # 2. predict on the cell's evaluation languages
+    pred = cdir / "predictions.jsonl"
+    if not (cdir / "predicted.json").exists():
+        from polyinstruct.data.formats import read_records
+        from polyinstruct.infer.predict import predict
+
+        subset = cdir / "eval_prompts.jsonl"
+        if not subset.exists():
+            write_jsonl(subset, (c.to_dict() for c in read_records(eval_path)
+                                 if c.language in cell.eval_languages))
+        say(f"  predict {cell.name} on {', '.join(cell.eval_languages)}")
+        predict(subset, model_for_predict, pred, decoding=cfg.eval.decoding, template=cfg.template,
+                max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size, progress=progress)
+        write_json(cdir / "predicted.json", {"model": model_for_predict})
+    # 3. score
+    if not (cdir / "scores.json").exists():
+        say(f"  score {cell.name}")
+        judge_summary = None
+        if cfg.judge:
+            from polyinstruct.judge.run import judge_predictions
+
+            judge_summary = judge_predictions(pred, cdir / "judge", judge=cfg.judge, lid=cfg.lid, progress=progress)
+        from polyinstruct.judge.lid import load_identifier
+
+        rows = score_predictions(pred, identifier=load_identifier(cfg.lid), seen_languages=cfg.train_languages,
+                                 judge_summary=judge_summary)
+        write_json(cdir / "scores.json", {"cell": cell.name, "rows": rows})
+
+
+def _write_results(cfg: ExperimentConfig, root: Path, data_budget: dict[str, Any]) -> None:
+    rows: list[dict[str, Any]] = []
+    for cell in cfg.cells():
+        cdir = root / "cells" / cell.name
+        if not (cdir / "scores.json").exists():
+            continue
+        budget = {}
+        if (cdir / "run" / "budget.json").exists():
+            budget = read_json(cdir / "run" / "budget.json")
+        for r in read_json(cdir / "scores.json")["rows"]:
+            rows.append({"cell": cell.name, "arm": cell.kind, "model": cfg.model, **r,
+                         "train_tokens": budget.get("tokens_seen", 0)})
+    order = {lang: i for i, lang in enumerate(cfg.eval_languages)}
+    cell_order = {c.name: i for i, c in enumerate(cfg.cells())}
+    rows.sort(key=lambda r: (cell_order.get(r["cell"], 99), order.get(r["language"], 99)))
+    write_jsonl(root / "results.jsonl", rows)
+    if data_budget:
+        write_json(root / "budget_table.json", data_budget)
+
+
+def _token_counter(model_path: str) -> Callable[[str], int] | None:
+    try:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(model_path)
+    except Exception as e:  # an adapter-only path or a hub id offline: fall back to words
+        log.warning("no tokenizer for token budgets (%s); counting words instead", e)
+        return None
+    return lambda text: len(tok(text, add_special_tokens=False)["input_ids"])
+
+
+def _printer(progress: bool) -> Progress:
+    if progress:
+        return lambda msg: print(msg, flush=True)
+    return lambda msg: log.info(msg)

@@ -1,0 +1,64 @@
+"""Score one cell's predictions per language: language-ID consistency, chrF, and
+(when configured) the LLM judge with the language penalty."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from polyinstruct.fileio import iter_jsonl
+
+log = logging.getLogger(__name__)
+
+
+def chrf(hypotheses: list[str], references: list[str]) -> float:
+    """Corpus chrF (sacrebleu, default chrF2, character n-grams: fine for zh/bn too)."""
+    from sacrebleu.metrics import CHRF
+
+    if not hypotheses:
+        return 0.0
+    return float(CHRF().corpus_score(hypotheses, [references]).score)
+
+
+def score_predictions(pred_path: Path, *, identifier, seen_languages: list[str],
+                      judge_summary: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One row per language: n, lang_match_rate, chrf (+ judge totals when given)."""
+    from polyinstruct.judge.lid import same_language
+
+    rows = list(iter_jsonl(pred_path))
+    by_lang: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_lang[r["language"]].append(r)
+    out = []
+    for lang, items in by_lang.items():
+        responses = [r["response"] for r in items]
+        ids = identifier.identify(responses)
+        matches = [same_language(code, lang) for code, _conf in ids]
+        row: dict[str, Any] = {
+            "language": lang,
+            "seen": lang in seen_languages,
+            "n": len(items),
+            # "undetermined" (None) counts as not in the prompt's language here: an empty or
+            # code-only answer to a natural-language prompt is not a success.
+            "lang_match_rate": sum(1 for m in matches if m) / len(items),
+            "chrf": chrf(responses, [r.get("reference") or "" for r in items])
+            if all(r.get("reference") for r in items) else None,
+            "mean_completion_tokens": sum(r.get("completion_tokens", 0) for r in items) / len(items),
+        }
+        if judge_summary:
+            per = _judge_row(judge_summary, lang)
+            if per:
+                row.update(per)
+        out.append(row)
+    return out
+
+
+def _judge_row(summary: dict[str, Any], lang: str) -> dict[str, Any] | None:
+    """Pull one language's totals out of ``judge_predictions``' summary."""
+    for entry in summary.get("per_language", []) or []:
+        if entry.get("language") == lang:
+            return {"judge_total": entry.get("total"), "judge_total_penalized": entry.get("total_penalized"),
+                    "judge_max": entry.get("max_total")}
+    return None

@@ -1,0 +1,71 @@
+"""Read what an experiment wrote, into plain rows for tables and plots.
+
+An experiment directory holds ``experiment.yaml``, ``results.jsonl`` (one row
+per cell x language) and one folder per cell under ``cells/`` with
+``run/metrics.jsonl``, ``run/budget.json`` and ``predictions.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class ExperimentData:
+    root: Path
+    config: dict[str, Any]
+    results: list[dict[str, Any]]
+    losses: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # cell -> [(step, loss)]
+    val_losses: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    predictions: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # cell -> id -> row
+
+    @property
+    def cells(self) -> list[str]:
+        seen: list[str] = []
+        for r in self.results:
+            if r["cell"] not in seen:
+                seen.append(r["cell"])
+        return seen
+
+    @property
+    def languages(self) -> list[str]:
+        seen: list[str] = []
+        for r in self.results:
+            if r["language"] not in seen:
+                seen.append(r["language"])
+        return seen
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    rows = []
+    if not path.exists():
+        return rows
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.endswith("\n") and line.strip():
+                rows.append(json.loads(line))
+    return rows
+
+
+def load_experiment(root: str | Path) -> ExperimentData:
+    root = Path(root)
+    cfg_path = root / "experiment.yaml"
+    config = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) if cfg_path.exists() else {}
+    data = ExperimentData(root=root, config=config or {}, results=_read_jsonl(root / "results.jsonl"))
+    for cell in data.cells:
+        cdir = root / "cells" / cell
+        metrics = _read_jsonl(cdir / "run" / "metrics.jsonl")
+        data.losses[cell] = [(m["step"], m["loss"]) for m in metrics if "loss" in m and "step" in m]
+        data.val_losses[cell] = [(m["step"], m["val_loss"]) for m in metrics if "val_loss" in m]
+        budget = cdir / "run" / "budget.json"
+        if budget.exists():
+            data.budgets[cell] = json.loads(budget.read_text(encoding="utf-8"))
+        data.predictions[cell] = {r["id"] + "|" + str(r.get("language")): r
+                                  for r in _read_jsonl(cdir / "predictions.jsonl")}
+    return data
