@@ -268,8 +268,9 @@ class RecordStream:
     """
 
     def __init__(self, path: str | os.PathLike, format: str | None, on_error: str, rejects_path, source, language,
-                 oasst_paths: str = "top", as_dicts: bool = False):
+                 oasst_paths: str = "top", as_dicts: bool = False, raw_rows: Iterator[Any] | None = None):
         self.path = Path(path)
+        self.raw_rows = raw_rows
         self.format = format
         self.sink = ErrorSink(on_error, rejects_path)
         self.source = source
@@ -301,7 +302,7 @@ class RecordStream:
         grouper: oasst.FlatTreeGrouper | None = None
         current_path = None
         try:
-            for rr in iter_raw(self.path):
+            for rr in (self.raw_rows if self.raw_rows is not None else iter_raw(self.path)):
                 row = rr.row
                 if rr.path != current_path:
                     current_path, stem = rr.path, Path(rr.path).stem
@@ -343,7 +344,7 @@ class RecordStream:
         finally:
             sink.close()
         if sink.counts:
-            log.warning("%s: %s", self.path, sink.summary())
+            log.info("%s: %s", self.path, sink.summary())
 
 
 def read_records(path: str | os.PathLike, format: str | None = None, *, on_error: str = "raise",

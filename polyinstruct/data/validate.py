@@ -105,6 +105,8 @@ class ErrorSink:
         self.rejects_path = Path(rejects_path) if rejects_path else None
         self.counts: Counter[str] = Counter()
         self.examples: dict[str, str] = {}  # first message per reason, for the summary
+        self.messages: list[str] = []  # the first ``keep_messages`` error messages, in order
+        self.keep_messages = 50
         self._fh = None
 
     def reject(self, err: RecordError, raw: Any = None) -> None:
@@ -112,6 +114,8 @@ class ErrorSink:
             raise err
         self.counts[err.kind] += 1
         self.examples.setdefault(err.kind, str(err))
+        if len(self.messages) < self.keep_messages:
+            self.messages.append(str(err))
         if self.rejects_path is not None:
             if self._fh is None:
                 self.rejects_path.parent.mkdir(parents=True, exist_ok=True)

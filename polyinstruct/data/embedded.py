@@ -1,0 +1,110 @@
+"""The project's own embedded data: parallel instructions, evaluation prompts, sentence pairs.
+
+Files live under ``polyinstruct/resources/data/`` (package data). Instruction
+files may still be split into ``instructions/parts/{lang}.part1.jsonl``,
+``.part2.jsonl``...; the merged ``instructions/{lang}.jsonl`` wins when present.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from polyinstruct.data.records import Conversation
+from polyinstruct.data.validate import RecordError, check_record
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "resources" / "data"
+INSTRUCTION_LANGUAGES = ("en", "fr", "es", "ru", "bg", "zh")
+EVAL_LANGUAGES = INSTRUCTION_LANGUAGES + ("bn", "no")
+PARALLEL_LANGUAGES = ("fr", "es", "ru", "bg", "zh")
+_PART_RE = re.compile(r"\.part(\d+)\.jsonl$")
+
+
+def _langs(folder: Path, pattern: str, order: tuple[str, ...]) -> list[str]:
+    found = set()
+    for p in folder.glob(pattern):
+        found.add(p.name.split(".")[0].replace("en-", "", 1) if p.name.startswith("en-") else p.name.split(".")[0])
+    return [c for c in order if c in found] + sorted(found - set(order))
+
+
+def instruction_files(lang: str, data_dir: Path = DATA_DIR) -> list[Path]:
+    """The merged file if present, else its parts in numeric order; [] when absent."""
+    merged = data_dir / "instructions" / f"{lang}.jsonl"
+    if merged.is_file():
+        return [merged]
+    parts = list((data_dir / "instructions" / "parts").glob(f"{lang}.part*.jsonl"))
+    return sorted(parts, key=lambda p: int(_PART_RE.search(p.name).group(1)) if _PART_RE.search(p.name) else 0)
+
+
+def instruction_languages(data_dir: Path = DATA_DIR) -> list[str]:
+    """Languages with embedded instruction data (merged files or parts)."""
+    d = data_dir / "instructions"
+    return [c for c in _langs(d, "*.jsonl", INSTRUCTION_LANGUAGES) + _langs(d / "parts", "*.part*.jsonl", ())
+            if instruction_files(c, data_dir)] if d.is_dir() else []
+
+
+def _read_conversations(files: list[Path], what: str) -> list[Conversation]:
+    if not files:
+        raise RecordError("missing-file", f"no embedded {what} data", path=str(DATA_DIR))
+    out = []
+    for f in files:
+        with open(f, encoding="utf-8-sig") as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    d = json.loads(line)
+                    check_record(d)
+                except ValueError as e:
+                    raise RecordError("malformed-json", f"malformed JSON: {e}", path=str(f), line=n) from None
+                except RecordError as e:
+                    raise e.located(str(f), n) from None
+                out.append(Conversation.from_dict(d))
+    return out
+
+
+def load_instructions(lang: str, data_dir: Path = DATA_DIR) -> list[Conversation]:
+    """Embedded instruction-response examples in ``lang`` (same ids across languages)."""
+    return _read_conversations(instruction_files(lang, data_dir), f"instruction ({lang})")
+
+
+def eval_languages(data_dir: Path = DATA_DIR) -> list[str]:
+    d = data_dir / "eval_prompts"
+    return _langs(d, "*.jsonl", EVAL_LANGUAGES) if d.is_dir() else []
+
+
+def load_eval_prompts(lang: str, data_dir: Path = DATA_DIR) -> list[Conversation]:
+    """The 50 evaluation prompts in ``lang``; the assistant turn is the reference answer."""
+    f = data_dir / "eval_prompts" / f"{lang}.jsonl"
+    return _read_conversations([f] if f.is_file() else [], f"evaluation prompt ({lang})")
+
+
+def parallel_languages(data_dir: Path = DATA_DIR) -> list[str]:
+    d = data_dir / "parallel"
+    return _langs(d, "en-*.jsonl", PARALLEL_LANGUAGES) if d.is_dir() else []
+
+
+def parallel_file(lang: str, data_dir: Path = DATA_DIR) -> Path:
+    return data_dir / "parallel" / f"en-{lang}.jsonl"
+
+
+def load_parallel_pairs(lang: str, data_dir: Path = DATA_DIR) -> list[tuple[str, str, str]]:
+    """English-``lang`` sentence pairs as ``(id, en, xx)``."""
+    f = parallel_file(lang, data_dir)
+    if not f.is_file():
+        raise RecordError("missing-file", f"no embedded parallel data for en-{lang}", path=str(f))
+    pairs = []
+    with open(f, encoding="utf-8-sig") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                d = json.loads(line)
+            except ValueError as e:
+                raise RecordError("malformed-json", f"malformed JSON: {e}", path=str(f), line=n) from None
+            for k in ("id", "en", lang):
+                if not isinstance(d.get(k), str) or not d[k].strip():
+                    raise RecordError("missing-field", f"missing or empty {k!r}", path=str(f), line=n, field=k)
+            pairs.append((d["id"], d["en"], d[lang]))
+    return pairs

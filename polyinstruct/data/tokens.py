@@ -1,0 +1,76 @@
+"""Counting text length, in tokenizer tokens when a tokenizer is given, else in words.
+
+"Words" are whitespace-separated runs, except that each CJK/kana character
+counts as one word, so Chinese is not counted as a handful of giant "words".
+Budgets, stats, chunking and length filters all count through ``TokenCounter``
+so they agree with each other.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Protocol
+
+from polyinstruct.data.records import Conversation
+
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+_WORD_RE = re.compile(f"[{_CJK}]|[^\\s{_CJK}]+")
+
+
+class TokenCounter(Protocol):
+    unit: str
+
+    def __call__(self, text: str) -> int: ...
+
+
+class WordCounter:
+    """Words (CJK characters count one each). The default when no tokenizer is given."""
+
+    unit = "words"
+
+    def __call__(self, text: str) -> int:
+        return len(_WORD_RE.findall(text))
+
+
+class TokenizerCounter:
+    """Tokens of a Hugging Face tokenizer, without special tokens."""
+
+    unit = "tokens"
+
+    def __init__(self, tokenizer: Any):
+        self.tokenizer = tokenizer
+
+    def __call__(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def make_counter(tokenizer: Any = None) -> TokenCounter:
+    """``None`` -> words; a path or name -> ``AutoTokenizer``; a tokenizer object or callable -> as is."""
+    if tokenizer is None:
+        return WordCounter()
+    if isinstance(tokenizer, str) or hasattr(tokenizer, "__fspath__"):
+        from transformers import AutoTokenizer
+
+        return TokenizerCounter(AutoTokenizer.from_pretrained(str(tokenizer)))
+    if hasattr(tokenizer, "encode") or hasattr(tokenizer, "__call__") and hasattr(tokenizer, "vocab_size"):
+        return TokenizerCounter(tokenizer)
+    if callable(tokenizer):
+        if not hasattr(tokenizer, "unit"):
+            return _Wrapped(tokenizer)
+        return tokenizer
+    raise TypeError(f"cannot count tokens with {type(tokenizer).__name__}")
+
+
+class _Wrapped:
+    unit = "tokens"
+
+    def __init__(self, fn: Callable[[str], int]):
+        self.fn = fn
+
+    def __call__(self, text: str) -> int:
+        return int(self.fn(text))
+
+
+def conversation_tokens(conv: Conversation, counter: TokenCounter) -> int:
+    """Length of all message contents (no template), the budget unit of recipes and mixtures."""
+    return sum(counter(m.content) for m in conv.messages)
