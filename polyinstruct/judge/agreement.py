@@ -1,0 +1,95 @@
+"""Human-LLM agreement (seed 1: system-level Pearson per language; Tulu: annotator agreement).
+
+Human score files are JSONL rows ``{"id", "model", "language", "annotator", "score"}``
+(absolute) or ``{"id", "model", "annotator", "preference": "win"|"loss"|"tie"}``
+(pairwise, from the candidate's side).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from itertools import combinations
+from typing import Any, Hashable, Iterable, Sequence
+
+from polyinstruct.errors import DataError
+from polyinstruct.fileio import iter_jsonl
+from polyinstruct.judge.analyses import pearson
+from polyinstruct.judge.codes import normalize_code
+
+
+def system_level_pearson(human: Iterable[dict[str, Any]], judge: Iterable[dict[str, Any]],
+                         judge_field: str = "score") -> dict[str, Any]:
+    """Per language: Pearson r between per-model mean human score and mean judge score.
+
+    Human rows from several annotators of one item are averaged per model. Models
+    need both kinds of score to count; a language with fewer than 2 systems gets None.
+    """
+    def means(rows: Iterable[dict[str, Any]], field: str) -> dict[tuple[str, str], float]:
+        acc: dict[tuple[str, str], list[float]] = defaultdict(list)
+        for r in rows:
+            if r.get(field) is not None:
+                acc[(normalize_code(r.get("language")), str(r.get("model")))].append(float(r[field]))
+        return {k: sum(v) / len(v) for k, v in acc.items()}
+
+    h, j = means(human, "score"), means(judge, judge_field)
+    out: dict[str, Any] = {}
+    for lang in sorted({k[0] for k in h}):
+        models = sorted(m for (lg, m) in h if lg == lang and (lg, m) in j)
+        r = pearson([h[(lang, m)] for m in models], [j[(lang, m)] for m in models])
+        out[lang] = {"pearson": None if r is None else round(r, 4), "n_systems": len(models)}
+    return out
+
+
+def cohen_kappa(a: Sequence[Hashable], b: Sequence[Hashable]) -> float | None:
+    """Cohen's kappa for two annotators' labels on the same items."""
+    if len(a) != len(b) or not a:
+        return None
+    n = len(a)
+    po = sum(x == y for x, y in zip(a, b)) / n
+    ca, cb = Counter(a), Counter(b)
+    pe = sum(ca[k] * cb.get(k, 0) for k in ca) / (n * n)
+    return 1.0 if pe == 1 else (po - pe) / (1 - pe)
+
+
+def pairwise_agreement(a: Sequence[str], b: Sequence[str]) -> float | None:
+    """Tulu's agreement: 1 when preferences match, 0.5 when exactly one says tie, else 0."""
+    if len(a) != len(b) or not a:
+        return None
+    total = 0.0
+    for x, y in zip(a, b):
+        total += 1.0 if x == y else 0.5 if "tie" in (x, y) else 0.0
+    return total / len(a)
+
+
+def annotator_agreement(rows: Iterable[dict[str, Any]], field: str = "score") -> dict[str, Any]:
+    """Mean over annotator pairs of exact agreement and Cohen's kappa (pairwise: ties count half)."""
+    by_item: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
+    for r in rows:
+        by_item[(str(r["id"]), str(r.get("model")))][str(r["annotator"])] = r[field]
+    annotators = sorted({a for d in by_item.values() for a in d})
+    pairs = []
+    for x, y in combinations(annotators, 2):
+        common = [d for d in by_item.values() if x in d and y in d]
+        if not common:
+            continue
+        la, lb = [d[x] for d in common], [d[y] for d in common]
+        agree = pairwise_agreement(la, lb) if field == "preference" else sum(p == q for p, q in zip(la, lb)) / len(la)
+        pairs.append({"annotators": [x, y], "n": len(common), "agreement": agree, "kappa": cohen_kappa(la, lb)})
+    mean = lambda key: (sum(p[key] for p in pairs if p[key] is not None) / len(pairs)) if pairs else None  # noqa: E731
+    return {"pairs": pairs, "agreement": mean("agreement"), "kappa": mean("kappa")}
+
+
+def load_human_scores(path: str) -> list[dict[str, Any]]:
+    """Read and check a human score file (see module doc)."""
+    rows = []
+    for i, r in enumerate(iter_jsonl(path), start=1):
+        for f in ("id", "annotator"):
+            if f not in r:
+                raise DataError("missing field", path=path, line=i, field=f)
+        if "score" not in r and "preference" not in r:
+            raise DataError("needs 'score' (absolute) or 'preference' (pairwise)", path=path, line=i, field="score")
+        if "preference" in r and r["preference"] not in ("win", "loss", "tie"):
+            raise DataError(f"must be win, loss or tie, got {r['preference']!r}", path=path, line=i,
+                            field="preference")
+        rows.append(r)
+    return rows

@@ -1,0 +1,103 @@
+"""Judge configuration (validated) and the judge-backend factory.
+
+``judge`` may be a dict, a YAML path, or a bare model name (then the
+OpenAI-compatible endpoint from ``$OPENAI_BASE_URL`` is used). Keys not listed
+in ``JudgeConfig`` are errors with a did-you-mean.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from polyinstruct.config import load_yaml, validate_config
+from polyinstruct.errors import ConfigError
+from polyinstruct.infer.backend import DecodingParams
+from polyinstruct.registry import Registry
+
+
+class JudgeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["single", "pairwise"] = "single"
+    template: str | None = None  # default: single-1to3 or pairwise
+    prompt_language: str = "en"  # a variant code, or "auto" = the question's language when available
+    backend: str = "openai_http"
+    model: str
+    # openai_http options
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout: float = 120.0
+    max_retries: int = 6
+    backoff_base: float = 1.0
+    backoff_max: float = 60.0
+    concurrency: int = Field(8, ge=1)
+    prices: dict[str, dict[str, float]] = Field(default_factory=dict)  # USD per 1M tokens
+    # hf options, passed to polyinstruct.infer.hf.HFBackend
+    backend_options: dict[str, Any] = Field(default_factory=dict)
+    # judging
+    max_new_tokens: int = 1024
+    temperature: float = 0.0
+    max_parse_retries: int = Field(2, ge=0)
+    retry_unparsed: bool = False
+    cache_dir: str | None = None
+    seed: int = 0
+    both_orders: bool = False
+
+    def template_name(self) -> str:
+        return self.template or ("pairwise" if self.mode == "pairwise" else "single-1to3")
+
+    def decoding(self) -> DecodingParams:
+        return DecodingParams(max_new_tokens=self.max_new_tokens, do_sample=self.temperature > 0,
+                              temperature=self.temperature if self.temperature > 0 else 1.0)
+
+
+def resolve_judge_config(judge: dict | str | JudgeConfig, overrides: dict[str, Any] | None = None) -> JudgeConfig:
+    if isinstance(judge, JudgeConfig):
+        data, src = judge.model_dump(), None
+    elif isinstance(judge, dict):
+        data, src = dict(judge), None
+    elif isinstance(judge, str) and Path(judge).suffix in (".yaml", ".yml"):
+        data, src = load_yaml(judge), judge
+    elif isinstance(judge, str) and judge:
+        data, src = {"model": judge}, None
+    else:
+        raise ConfigError("judge must be a dict, a YAML path or a model name", field="judge")
+    data.update(overrides or {})
+    return validate_config(JudgeConfig, data, file=src)
+
+
+def _openai_http(cfg: JudgeConfig) -> Any:
+    from polyinstruct.infer.openai_http import OpenAIHTTPBackend
+
+    return OpenAIHTTPBackend(cfg.model, base_url=cfg.base_url, api_key_env=cfg.api_key_env, timeout=cfg.timeout,
+                             max_retries=cfg.max_retries, backoff_base=cfg.backoff_base,
+                             backoff_max=cfg.backoff_max, concurrency=cfg.concurrency, prices=cfg.prices,
+                             seed=cfg.seed)
+
+
+def _hf(cfg: JudgeConfig) -> Any:
+    try:
+        from polyinstruct.infer.hf import HFBackend
+    except ImportError as e:
+        raise ConfigError(f"the hf judge backend needs polyinstruct.infer.hf ({e})", field="judge.backend") from e
+    return HFBackend(cfg.model, **cfg.backend_options)
+
+
+JUDGE_BACKENDS: Registry = Registry("judge backend")
+JUDGE_BACKENDS.register("openai_http", _openai_http)
+JUDGE_BACKENDS.register("hf", _hf)
+
+
+def build_backend(cfg: JudgeConfig) -> Any:
+    return JUDGE_BACKENDS.get(cfg.backend)(cfg)
+
+
+def cache_path(cfg: JudgeConfig) -> Path:
+    from polyinstruct.judge.cache import default_cache_dir
+
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in cfg.model)[-120:]
+    return Path(cfg.cache_dir or os.environ.get("POLYINSTRUCT_JUDGE_CACHE") or default_cache_dir()) / f"{safe}.jsonl"

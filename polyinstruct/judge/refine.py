@@ -1,0 +1,81 @@
+"""Orthographic tie-breakers for the two language pairs statistical LID confuses.
+
+fastText's lite model calls most Norwegian Danish, and short Bulgarian Russian
+(OFFLINE_ASSETS.md). Both pairs differ in spelling rules a few words reveal, so
+when an identifier's top label falls in one of these clusters we count marker
+words/letters and switch only when the evidence clearly points the other way.
+No candidate set is restricted: text outside the clusters is never touched, and
+Danish/Russian text keeps its label (tests check both directions).
+
+Switch off with ``refine=False`` on any identifier to get the raw model output.
+"""
+
+from __future__ import annotations
+
+import re
+
+_WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
+
+# Frequent function words / spellings that exist in one standard and not the other.
+# Norwegian markers cover Bokmål and Nynorsk.
+_NO_WORDS = frozenset(
+    "av hva noen meg deg seg etter mye blir ble gjør gjøre nå litt hvis ikkje eg ein eit "
+    "kva korleis kvifor dei ho frå berre heller veldig språk kjøpe spørsmål takk bare "
+    "sånn slik mellom fordi nok enn mange også dere deres sin sitt sine vei hvilke kanskje "
+    "gjennom ut uten igjen mot bra". split()
+)
+_DA_WORDS = frozenset(
+    "af hvad nogle nogen mig dig sig efter meget bliver blev gør gøre nu lidt hvis sprog "
+    "købe spørgsmål tak bare sådan mellem fordi nok end mange også jer jeres vej hvilke "
+    "måske gennem ud uden igen mod".split()
+)
+# Words present in both lists carry no evidence.
+_NO_ONLY = _NO_WORDS - _DA_WORDS
+_DA_ONLY = _DA_WORDS - _NO_WORDS
+# Danish infinitive marker "at" vs Norwegian "å"; "øj"/"ej" vs "øy"/"ei" diphthongs.
+_DA_PATTERNS = re.compile(r"\b(?:at|øje\w*|dejlig\w*|hjem\w*)\b|øj|\w+hed\b", re.IGNORECASE)
+_NO_PATTERNS = re.compile(r"\bå\b|øy|\w+het\b", re.IGNORECASE)
+
+NORDIC = frozenset({"no", "da"})
+EAST_SLAVIC_SOUTH = frozenset({"ru", "bg"})
+
+
+def nordic_votes(text: str) -> tuple[int, int]:
+    """(Norwegian evidence, Danish evidence) counted on lower-cased words."""
+    words = [w.lower() for w in _WORD.findall(text)]
+    no = sum(w in _NO_ONLY for w in words) + len(_NO_PATTERNS.findall(text))
+    da = sum(w in _DA_ONLY for w in words) + len(_DA_PATTERNS.findall(text))
+    return no, da
+
+
+def cyrillic_votes(text: str) -> tuple[int, int]:
+    """(Bulgarian evidence, Russian evidence) from letters one alphabet lacks.
+
+    Russian writes ы, э, ё; Bulgarian has none of them but uses ъ as a vowel in
+    very common words (със, към, може да бъде) and ѝ; Russian ъ is a rare hard sign.
+    """
+    t = text.lower()
+    ru = t.count("ы") + t.count("э") + t.count("ё")
+    bg = t.count("ъ") + t.count("ѝ")
+    return bg, ru
+
+
+def refine(label: str, text: str, *, min_votes: int = 2, ratio: float = 2.0) -> str:
+    """Return a corrected label for Norwegian/Danish and Bulgarian/Russian, else ``label``.
+
+    Switches only when the other language has at least ``min_votes`` markers and
+    ``ratio`` times more evidence than the current label.
+    """
+    if label in NORDIC:
+        no, da = nordic_votes(text)
+        if label == "da" and no >= min_votes and no >= ratio * da:
+            return "no"
+        if label == "no" and da >= min_votes and da >= ratio * no:
+            return "da"
+    elif label in EAST_SLAVIC_SOUTH:
+        bg, ru = cyrillic_votes(text)
+        if label == "ru" and bg >= min_votes and bg >= ratio * ru:
+            return "bg"
+        if label == "bg" and ru >= min_votes and ru >= ratio * bg:
+            return "ru"
+    return label

@@ -1,0 +1,152 @@
+"""From judgments to the numbers a paper reports (seed 1 section "Evaluation").
+
+- ``apply_language_penalty``: final = judge score x [lang(answer) == lang(question)].
+  Undetermined language (``und``: too short, code only, low confidence) is neither
+  a match nor a mismatch: the score is kept and the row is counted as undetermined.
+- ``summarize``: totals per model x language before/after the penalty (0..3N for
+  the 1-3 scale) and language robustness = mean over seen languages of
+  (total before - total after).
+- ``pairwise_summary``: win rates with ties counted half, position bias and the
+  fraction of inconsistent verdicts when both orders were asked.
+- ``language_consistency``: the LID-only score (no judge needed).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Iterable
+
+from polyinstruct.judge.codes import normalize_code, same_language
+
+
+def apply_language_penalty(rows: list[dict[str, Any]], answers: list[str], identifier: Any) -> list[dict[str, Any]]:
+    """Add ``lid_language``, ``lid_confidence``, ``language_match`` and ``final_score`` to each row."""
+    ids = identifier.identify(answers)
+    for row, (code, conf) in zip(rows, ids):
+        match = same_language(code, row.get("language"))
+        row["lid_language"], row["lid_confidence"] = code, round(float(conf), 4)
+        row["language_match"] = match
+        score = row.get("score")
+        row["final_score"] = None if score is None else (0.0 if match is False else float(score))
+    return rows
+
+
+def summarize(judgments: Iterable[dict[str, Any]], seen_languages: Iterable[str] | None = None) -> dict[str, Any]:
+    """Totals per model and language before/after the language penalty, and robustness.
+
+    ``seen_languages``: languages averaged for robustness (seed 1: the six training
+    languages); default all languages present. Unparsed judgments are excluded from
+    totals and counted; ``max_total`` = scale high x items.
+    """
+    cells: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in judgments:
+        key = (str(r.get("model")), normalize_code(r.get("language")))
+        c = cells.setdefault(key, {"n": 0, "n_scored": 0, "n_unparsed": 0, "n_errors": 0, "total_before": 0.0,
+                                   "total_after": 0.0, "n_wrong_language": 0, "n_undetermined": 0,
+                                   "scale_high": None})
+        c["n"] += 1
+        if r.get("scale"):
+            c["scale_high"] = r["scale"][1]
+        if r.get("error"):
+            c["n_errors"] += 1
+        if r.get("score") is None:
+            c["n_unparsed"] += 0 if r.get("error") else 1
+            continue
+        c["n_scored"] += 1
+        c["total_before"] += float(r["score"])
+        final = r.get("final_score", r["score"])
+        c["total_after"] += float(final)
+        if r.get("language_match") is False:
+            c["n_wrong_language"] += 1
+        elif r.get("language_match") is None:
+            c["n_undetermined"] += 1
+    models: dict[str, Any] = defaultdict(lambda: {"languages": {}})
+    for (model, lang), c in sorted(cells.items()):
+        c["max_total"] = (c.pop("scale_high") or 0) * c["n"]
+        c["mean_before"] = round(c["total_before"] / c["n_scored"], 4) if c["n_scored"] else None
+        c["mean_after"] = round(c["total_after"] / c["n_scored"], 4) if c["n_scored"] else None
+        c["drop"] = c["total_before"] - c["total_after"]
+        models[model]["languages"][lang] = c
+    seen = [normalize_code(x) for x in seen_languages] if seen_languages is not None else None
+    for model, m in models.items():
+        langs = seen if seen is not None else sorted(m["languages"])
+        drops = [m["languages"][lg]["drop"] for lg in langs if lg in m["languages"]]
+        m["robustness"] = round(sum(drops) / len(drops), 4) if drops else None
+        m["robustness_languages"] = [lg for lg in langs if lg in m["languages"]]
+        m["total_before"] = sum(c["total_before"] for c in m["languages"].values())
+        m["total_after"] = sum(c["total_after"] for c in m["languages"].values())
+    return {"models": dict(models), "seen_languages": seen}
+
+
+def pairwise_summary(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Win rate per model (and per language): (wins + ties/2) / parsed pairs."""
+    def empty() -> dict[str, Any]:
+        return {"n": 0, "wins": 0, "losses": 0, "ties": 0, "unparsed": 0, "both_orders": 0, "inconsistent": 0,
+                "asked": 0, "chose_first": 0}
+
+    per_model: dict[str, dict[str, Any]] = defaultdict(empty)
+    per_cell: dict[tuple[str, str], dict[str, Any]] = defaultdict(empty)
+    for r in rows:
+        for c in (per_model[str(r.get("model"))], per_cell[(str(r.get("model")), normalize_code(r.get("language")))]):
+            c["n"] += 1
+            v = r.get("verdict")
+            if v is None:
+                c["unparsed"] += 1
+            else:
+                c[{"win": "wins", "loss": "losses", "tie": "ties"}[v]] += 1
+            if r.get("inconsistent") is not None:
+                c["both_orders"] += 1
+                c["inconsistent"] += int(bool(r["inconsistent"]))
+            for outcome, cf in zip(r.get("outcomes") or [], r.get("candidate_first") or []):
+                if outcome in ("win", "loss"):
+                    c["asked"] += 1
+                    c["chose_first"] += int((outcome == "win") == cf)
+    def finish(c: dict[str, Any]) -> dict[str, Any]:
+        parsed = c["wins"] + c["losses"] + c["ties"]
+        c["win_rate"] = round((c["wins"] + 0.5 * c["ties"]) / parsed, 4) if parsed else None
+        c["inconsistent_fraction"] = round(c["inconsistent"] / c["both_orders"], 4) if c["both_orders"] else None
+        c["first_position_rate"] = round(c["chose_first"] / c["asked"], 4) if c["asked"] else None
+        return c
+    out: dict[str, Any] = {"models": {}}
+    for model, c in sorted(per_model.items()):
+        out["models"][model] = finish(c)
+        out["models"][model]["languages"] = {lg: finish(cc) for (m, lg), cc in sorted(per_cell.items()) if m == model}
+    return out
+
+
+def language_consistency(predictions: Iterable[dict[str, Any]], identifier: Any) -> dict[str, Any]:
+    """Share of answers in the prompt's language, per model and language; needs no judge.
+
+    ``rate`` counts only determined answers; ``undetermined`` are reported apart.
+    """
+    preds = list(predictions)
+    ids = identifier.identify([p.get("response") or "" for p in preds])
+    cells: dict[tuple[str, str], dict[str, Any]] = {}
+    for p, (code, _conf) in zip(preds, ids):
+        key = (str(p.get("model")), normalize_code(p.get("language")))
+        c = cells.setdefault(key, {"n": 0, "match": 0, "mismatch": 0, "undetermined": 0, "detected": defaultdict(int)})
+        c["n"] += 1
+        c["detected"][code] += 1
+        m = same_language(code, p.get("language"))
+        c["match" if m else "undetermined" if m is None else "mismatch"] += 1
+    out: dict[str, Any] = {"models": {}}
+    for (model, lang), c in sorted(cells.items()):
+        det = c["match"] + c["mismatch"]
+        c["rate"] = round(c["match"] / det, 4) if det else None
+        c["detected"] = dict(sorted(c["detected"].items(), key=lambda kv: -kv[1]))
+        out["models"].setdefault(model, {})[lang] = c
+    return out
+
+
+def markdown_table(summary: dict[str, Any]) -> str:
+    """One row per model x language: totals before/after penalty, wrong-language count."""
+    lines = ["| model | language | n | total before | total after | max | wrong lang | und | unparsed |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for model, m in summary["models"].items():
+        for lang, c in m["languages"].items():
+            lines.append(f"| {model} | {lang} | {c['n']} | {c['total_before']:g} | {c['total_after']:g} | "
+                         f"{c['max_total']:g} | {c['n_wrong_language']} | {c['n_undetermined']} | {c['n_unparsed']} |")
+        rob = m.get("robustness")
+        lines.append(f"| {model} | **robustness** (mean drop over {', '.join(m['robustness_languages'])}) | | | | | "
+                     f"{'' if rob is None else f'{rob:g}'} | | |")
+    return "\n".join(lines) + "\n"
