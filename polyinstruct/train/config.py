@@ -1,0 +1,214 @@
+"""The training config: one pydantic schema, source presets, YAML + ``key=value`` overrides.
+
+A preset supplies defaults that any field written in the file or on the command
+line overrides, so ``preset: seed1_lora`` plus ``lr=1e-4`` means "seed 1's LoRA
+recipe with a different learning rate".
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from polyinstruct.config import apply_overrides, load_yaml, validate_config
+from polyinstruct.errors import ConfigError
+from polyinstruct.registry import suggest
+
+METHODS = ("full", "lora", "qlora", "adalora", "ia3", "prefix_tuning", "prompt_tuning", "p_tuning")
+PROMPT_LEARNING = ("prefix_tuning", "prompt_tuning", "p_tuning")
+
+# SEEDS.md sections 1 and 3. Values are defaults; explicit fields win.
+PRESETS: dict[str, dict[str, Any]] = {
+    # Chen, Ji et al.: LoRA on q,k,v; r 8, alpha 16, dropout 0.05; batch 128; 5 epochs;
+    # lr 3e-4; best checkpoint by validation cross-entropy.
+    "seed1_lora": {
+        "method": "lora",
+        "lora": {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": "qkv"},
+        "global_batch_size": 128, "epochs": 5, "lr": 3e-4, "select_best": True,
+        "lr_scheduler": "linear", "warmup_ratio": 0.0, "weight_decay": 0.0,
+    },
+    # Alpaca full fine-tuning (Stanford Alpaca's train.py): 3 epochs, lr 2e-5, warmup 3%,
+    # cosine decay, no weight decay, global batch 256.
+    "alpaca_fft": {
+        "method": "full", "epochs": 3, "lr": 2e-5, "warmup_ratio": 0.03,
+        "lr_scheduler": "cosine", "weight_decay": 0.0, "global_batch_size": 256,
+    },
+    # Tulu (Wang, Ivison et al.): 2 epochs, lr 2e-5, no weight decay, linear warmup 3% then
+    # linear decay, max length 2048. open-instruct used global batch 128.
+    "tulu": {
+        "method": "full", "epochs": 2, "lr": 2e-5, "weight_decay": 0.0, "warmup_ratio": 0.03,
+        "lr_scheduler": "linear", "max_length": 2048, "global_batch_size": 128, "template": "tulu",
+    },
+}
+
+
+class LoraOptions(BaseModel):
+    """LoRA/QLoRA/AdaLoRA options. ``target_modules``: names, "all-linear", or "qkv"."""
+
+    model_config = ConfigDict(extra="forbid")
+    r: int = Field(8, gt=0)
+    alpha: float = Field(16, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: Union[str, list[str]] = "qkv"
+    modules_to_save: list[str] | None = None
+    # AdaLoRA only: rank budget schedule (peft's AdaLoraConfig names).
+    init_r: int = 12
+    target_r: int = 8
+
+
+class PromptOptions(BaseModel):
+    """Prefix/prompt/P-tuning options (virtual tokens)."""
+
+    model_config = ConfigDict(extra="forbid")
+    num_virtual_tokens: int = Field(20, gt=0)
+    encoder_hidden_size: int | None = None  # P-tuning's prompt encoder width
+    prompt_init_text: str | None = None  # prompt tuning: initialise from this text
+
+
+class TrainConfig(BaseModel):
+    """Everything a training run needs; see docs/training.md for each field."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model: str
+    template: str = "tulu"
+    data: Union[list[str], dict[str, str]]
+    validation_data: Union[list[str], dict[str, str], None] = None
+    validation_split: float = Field(0.0, ge=0, lt=1)
+    max_examples: int | None = Field(None, gt=0)
+    output_dir: str
+    preset: Literal["seed1_lora", "alpaca_fft", "tulu"] | None = None
+
+    method: str = "lora"
+    lora: LoraOptions = Field(default_factory=LoraOptions)
+    prompt: PromptOptions = Field(default_factory=PromptOptions)
+    ia3_target_modules: Union[str, list[str], None] = None
+    ia3_feedforward_modules: Union[str, list[str], None] = None
+    load_in_8bit: bool = False
+    load_in_4bit: bool = False
+    add_special_tokens: list[str] = Field(default_factory=list)
+
+    global_batch_size: int = Field(16, gt=0)
+    micro_batch_size: int = Field(4, gt=0)
+    epochs: float = Field(3, gt=0)
+    max_steps: int | None = Field(None, gt=0)
+    max_tokens: int | None = Field(None, gt=0)
+    max_loss_tokens: int | None = Field(None, gt=0)
+    lr: float = Field(2e-4, gt=0)
+    warmup_ratio: float = Field(0.0, ge=0, le=1)
+    warmup_steps: int | None = Field(None, ge=0)
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
+    weight_decay: float = Field(0.0, ge=0)
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8
+    max_grad_norm: float | None = 1.0
+
+    max_length: int = Field(2048, gt=1)
+    truncation: Literal["turn", "drop"] = "turn"  # over-long: keep whole turns that fit, or drop
+    packing: bool = False
+    train_on: Literal["all", "last"] = "all"
+    seed: int = 42
+
+    save_every: int = Field(0, ge=0)  # optimizer steps; 0 = only at the end of each epoch
+    keep_last: int = Field(2, ge=1)
+    eval_every: int = Field(0, ge=0)  # optimizer steps; 0 = at the end of each epoch
+    eval_batch_size: int = Field(8, gt=0)
+    select_best: bool = False
+    log_every: int = Field(1, gt=0)
+
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    gradient_checkpointing: bool = False
+    attn_implementation: str | None = None  # "sdpa", "eager", "flash_attention_2", ...
+    use_liger: bool = False
+    report_to: list[Literal["jsonl", "tensorboard", "wandb", "mlflow"]] = Field(default_factory=lambda: ["jsonl"])
+    run_name: str | None = None
+    resume: Union[Literal["auto", "never"], str] = "auto"
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, v: str) -> str:
+        if v not in METHODS:
+            raise ValueError(f"unknown method {v!r}.{suggest(v, METHODS)} Known: {', '.join(METHODS)}")
+        return v
+
+    @field_validator("data")
+    @classmethod
+    def _non_empty(cls, v: Any) -> Any:
+        if not v:
+            raise ValueError("at least one dataset is needed")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TrainConfig":
+        if self.micro_batch_size > self.global_batch_size:
+            raise ValueError(f"micro_batch_size ({self.micro_batch_size}) exceeds global_batch_size "
+                             f"({self.global_batch_size})")
+        if self.global_batch_size % self.micro_batch_size:
+            raise ValueError(f"global_batch_size ({self.global_batch_size}) must be a multiple of "
+                             f"micro_batch_size ({self.micro_batch_size})")
+        if self.load_in_4bit and self.load_in_8bit:
+            raise ValueError("choose one of load_in_4bit and load_in_8bit")
+        if self.method == "full" and (self.load_in_4bit or self.load_in_8bit):
+            raise ValueError("quantized weights cannot be fully fine-tuned; use method lora or qlora")
+        if self.validation_data and self.validation_split:
+            raise ValueError("give validation_data or validation_split, not both")
+        if self.select_best and not (self.validation_data or self.validation_split):
+            raise ValueError("select_best needs validation_data or validation_split")
+        if self.packing and self.method in PROMPT_LEARNING:
+            raise ValueError(f"packing is not supported with {self.method} (virtual tokens are per sequence)")
+        return self
+
+    @property
+    def is_peft(self) -> bool:
+        return self.method != "full"
+
+    def named_data(self, which: str = "data") -> list[tuple[str, str]]:
+        """(source name, path or catalogue name) pairs for ``data`` or ``validation_data``."""
+        v = getattr(self, which)
+        if not v:
+            return []
+        if isinstance(v, dict):
+            return list(v.items())
+        return [(Path(str(x)).stem if os.sep in str(x) or "." in str(x) else str(x), str(x)) for x in v]
+
+    def dump(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_train_config(config: "str | os.PathLike | dict | TrainConfig",
+                      overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    """Load, apply preset defaults and overrides, validate. Errors name the file and field."""
+    if isinstance(config, TrainConfig):
+        if not overrides:
+            return config
+        data, file = config.dump(), "<config>"
+        data.pop("preset", None)
+    elif isinstance(config, dict):
+        data, file = dict(config), "<config>"
+    else:
+        data, file = load_yaml(config), str(config)
+    data = apply_overrides(data, list(overrides))
+    preset = data.get("preset")
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown preset {preset!r}.{suggest(str(preset), list(PRESETS))} "
+                              f"Known: {', '.join(PRESETS)}", file=file, field="preset")
+        data = _deep_merge(PRESETS[preset], data)
+    return validate_config(TrainConfig, data, file=file)

@@ -1,0 +1,134 @@
+"""Training data: conversations in, tokenized examples out, plus their content hashes.
+
+Tokenization and label masking belong to ``polyinstruct.templates``; this module
+only loads the configured datasets, calls the template tokenizer, splits off a
+validation set and records what it used (for ``manifest.json``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from polyinstruct.data.records import Conversation
+from polyinstruct.errors import ConfigError, DataError
+from polyinstruct.train.batching import loss_tokens
+from polyinstruct.train.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+def iter_conversations(spec: str) -> Iterator[Conversation]:
+    """Conversations from a catalogue name or file (via ``polyinstruct.data`` when present)."""
+    try:
+        from polyinstruct.data import load_dataset  # type: ignore[attr-defined]
+    except ImportError:
+        load_dataset = None
+    if load_dataset is not None:
+        yield from load_dataset(spec)
+        return
+    path = Path(spec)
+    if not path.is_file():
+        raise ConfigError(f"dataset {spec!r} is not a file (catalogue names need polyinstruct.data)", field="data")
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                yield Conversation.from_dict(json.loads(line))
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise DataError(f"not a canonical conversation record ({e})", path=str(path), line=n) from None
+
+
+def content_hash(spec: str) -> str:
+    """sha256 of a dataset file, or of its records when it is a catalogue name."""
+    h = hashlib.sha256()
+    p = Path(spec)
+    if p.is_file():
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    else:
+        for c in iter_conversations(spec):
+            h.update(json.dumps(c.to_dict(), sort_keys=True, ensure_ascii=False).encode())
+    return h.hexdigest()
+
+
+def load_template(cfg: TrainConfig, tokenizer):
+    from polyinstruct.templates import load_template as _load
+
+    return _load(cfg.template, tokenizer)
+
+
+def template_tokens(template: Any) -> list[str]:
+    """Marker strings a template wants registered as special tokens (may be none)."""
+    for attr in ("special_tokens", "added_tokens", "extra_special_tokens"):
+        v = getattr(template, attr, None)
+        if v:
+            return [str(t) for t in v]
+    return []
+
+
+def tokenize(convs: Iterable[Conversation], tokenizer, template, cfg: TrainConfig) -> list[dict]:
+    """Tokenize with the template's masking rule; drops examples with no loss-bearing token."""
+    from polyinstruct.templates.tokenize import tokenize_many
+
+    convs = list(convs)
+    out, dropped = [], 0
+    for s in range(0, len(convs), 512):
+        chunk = convs[s:s + 512]
+        rows = tokenize_many(chunk, tokenizer, template, max_length=cfg.max_length, train_on=cfg.train_on,
+                             truncation=cfg.truncation)
+        for c, (ex, _status) in zip(chunk, rows):
+            if ex is None:
+                dropped += 1
+                continue
+            ids, labels = list(ex["input_ids"]), list(ex["labels"])
+            n_loss = loss_tokens(labels)
+            if n_loss == 0:
+                dropped += 1
+                continue
+            out.append({"input_ids": ids, "labels": labels, "length": len(ids), "num_loss_tokens": n_loss,
+                        "language": c.response_language or ex.get("language"), "source": c.source,
+                        "id": c.id})
+    if dropped:
+        log.info("dropped %d of %d conversations (too long for max_length, or nothing to train on)",
+                 dropped, len(convs))
+    return out
+
+
+def load_examples(cfg: TrainConfig, tokenizer, template) -> tuple[list[dict], list[dict], list[dict]]:
+    """(train, validation, manifest rows). Validation comes from a file or a seeded split."""
+    manifest: list[dict] = []
+
+    def read(which: str) -> list[Conversation]:
+        convs: list[Conversation] = []
+        for name, spec in cfg.named_data(which):
+            got = list(iter_conversations(spec))
+            for c in got:
+                c.source = c.source or name
+            manifest.append({"split": "train" if which == "data" else "validation", "name": name,
+                             "spec": spec, "sha256": content_hash(spec), "conversations": len(got)})
+            convs.extend(got)
+        return convs
+
+    train_convs = read("data")
+    if cfg.max_examples:
+        train_convs = train_convs[:cfg.max_examples]
+    val_convs = read("validation_data") if cfg.validation_data else []
+    if cfg.validation_split:
+        order = list(range(len(train_convs)))
+        random.Random(cfg.seed).shuffle(order)
+        n_val = max(1, int(round(len(train_convs) * cfg.validation_split)))
+        held = set(order[:n_val])
+        val_convs = [c for i, c in enumerate(train_convs) if i in held]
+        train_convs = [c for i, c in enumerate(train_convs) if i not in held]
+    train = tokenize(train_convs, tokenizer, template, cfg)
+    if not train:
+        raise ConfigError("no trainable examples after tokenization (check the data and max_length)", field="data")
+    val = tokenize(val_convs, tokenizer, template, cfg) if val_convs else []
+    return train, val, manifest

@@ -1,0 +1,227 @@
+"""``train()``: config in, finished run directory out.
+
+Sets up the accelerator, data, model and method, resumes from the newest
+complete checkpoint when there is one, runs the loop, and writes the final
+model (or adapter) and ``budget.json`` atomically: a run directory holding
+``model/`` or ``adapter/`` and ``budget.json`` is finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import platform
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from polyinstruct.errors import ConfigError
+from polyinstruct.fileio import atomic_open, write_json
+from polyinstruct.train.batching import BatchPlan
+from polyinstruct.train.checkpoint import list_checkpoints, load_best_weights, load_checkpoint
+from polyinstruct.train.config import TrainConfig, load_train_config
+from polyinstruct.train.data import load_examples, load_template, template_tokens
+from polyinstruct.train.loop import Loop, LoopState, lr_lambda
+from polyinstruct.train.methods import apply_method, virtual_tokens
+from polyinstruct.train.modeling import count_parameters, load_model, load_tokenizer
+from polyinstruct.train.tracking import MetricsSink, flops_per_token, truncate_metrics
+
+log = logging.getLogger(__name__)
+
+
+def is_finished(run_dir: str | os.PathLike) -> bool:
+    d = Path(run_dir)
+    return (d / "budget.json").exists() and ((d / "model").is_dir() or (d / "adapter").is_dir())
+
+
+def _accelerator(cfg: TrainConfig, grad_accum_if_engine: int):
+    from accelerate import Accelerator
+
+    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    acc = Accelerator(mixed_precision=cfg.mixed_precision,
+                      gradient_accumulation_steps=grad_accum_if_engine if deepspeed else 1)
+    if deepspeed:
+        ds = acc.state.deepspeed_plugin.deepspeed_config
+        if ds.get("train_micro_batch_size_per_gpu", "auto") == "auto":
+            ds["train_micro_batch_size_per_gpu"] = cfg.micro_batch_size
+    return acc
+
+
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _horizon(cfg: TrainConfig, plan: BatchPlan, lengths: list[int]) -> tuple[int, int]:
+    """(step limit, lr-schedule length). ``max_steps`` replaces epochs (as in HF/TRL); a token
+    budget stops the run when reached and sets the schedule length from the mean step size."""
+    limit = cfg.max_steps or max(1, math.ceil(cfg.epochs * plan.steps_per_epoch))
+    sched = limit
+    per_step = sum(lengths) / len(lengths) * min(cfg.global_batch_size, len(lengths))
+    if cfg.max_tokens:
+        sched = min(sched, max(1, math.ceil(cfg.max_tokens / per_step)))
+    if cfg.max_loss_tokens:
+        # loss tokens per step estimated from the same mean
+        sched = min(sched, max(1, math.ceil(cfg.max_loss_tokens / (per_step * 0.5))))
+    return limit, sched
+
+
+def _optimizer(cfg: TrainConfig, model):
+    import torch
+
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "norm" in n.lower() or n.endswith(".bias") else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
+                             eps=cfg.adam_epsilon)
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("polyinstruct", "torch", "transformers", "peft", "accelerate", "tokenizers", "deepspeed",
+                "bitsandbytes"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def train(config: "str | os.PathLike | dict | TrainConfig", overrides: list[str] | tuple[str, ...] = (), *,
+          progress: bool = False) -> Path:
+    """Train as configured; return the run directory (resuming it when interrupted before)."""
+    import torch
+    from accelerate.utils import set_seed
+
+    cfg = load_train_config(config, overrides)
+    run_dir = Path(cfg.output_dir)
+    if is_finished(run_dir) and cfg.resume != "never":
+        log.info("%s is already finished; nothing to do", run_dir)
+        return run_dir
+    world = _world_size()
+    if cfg.global_batch_size % (cfg.micro_batch_size * world):
+        raise ConfigError(f"must be a multiple of micro_batch_size x processes = {cfg.micro_batch_size} x {world}",
+                          field="global_batch_size")
+    grad_accum = cfg.global_batch_size // (cfg.micro_batch_size * world)
+    acc = _accelerator(cfg, grad_accum)
+    set_seed(cfg.seed)
+
+    tokenizer, _ = load_tokenizer(_resolved(cfg.model))
+    template = load_template(cfg, tokenizer)
+    tokenizer, n_added = load_tokenizer(_resolved(cfg.model), list(cfg.add_special_tokens) + template_tokens(template))
+    if n_added:
+        template = load_template(cfg, tokenizer)
+    train_ex, val_ex, data_manifest = load_examples(cfg, tokenizer, template)
+    plan = BatchPlan(len(train_ex), cfg.global_batch_size, cfg.micro_batch_size, acc.num_processes, cfg.seed)
+    limit, sched_steps = _horizon(cfg, plan, [e["length"] for e in train_ex])
+
+    set_seed(cfg.seed)
+    base, base_path = load_model(cfg, tokenizer, n_added)
+    model = apply_method(base, cfg, sched_steps)
+    n_params, n_trainable = count_parameters(model)
+    log.info("%s: %d parameters, %d trainable (%.2f%%); %d train / %d validation examples; %d steps "
+             "(%d per epoch, grad accumulation %d x %d processes)", cfg.method, n_params, n_trainable,
+             100 * n_trainable / max(1, n_params), len(train_ex), len(val_ex), limit, plan.steps_per_epoch,
+             plan.grad_accum, acc.num_processes)
+    optimizer = _optimizer(cfg, model)
+    warmup = cfg.warmup_steps if cfg.warmup_steps is not None else math.ceil(cfg.warmup_ratio * sched_steps)
+    model, optimizer = acc.prepare(model, optimizer)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.lr_scheduler, warmup, sched_steps))
+
+    ckpt_root = run_dir / "checkpoints"
+    state = LoopState()
+    resume_from = _resume_point(cfg, ckpt_root)
+    if acc.is_main_process:
+        if resume_from is None:
+            shutil.rmtree(ckpt_root, ignore_errors=True)
+            (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_run_files(cfg, run_dir, template, data_manifest, base_path)
+    acc.wait_for_everyone()
+    if resume_from is not None:
+        saved = load_checkpoint(acc, model, optimizer, scheduler, resume_from)
+        state = LoopState(**saved)
+        if acc.is_main_process:
+            truncate_metrics(run_dir / "metrics.jsonl", state.step)
+        log.info("resumed from %s (step %d)", resume_from, state.step)
+
+    cfg_model = acc.unwrap_model(model).config
+    layers = getattr(cfg_model, "num_hidden_layers", 0) or getattr(cfg_model, "n_layer", 0) or 0
+    hidden = getattr(cfg_model, "hidden_size", 0) or getattr(cfg_model, "n_embd", 0) or 0
+    fpt = lambda seq: flops_per_token(n_params, n_trainable, layers, hidden, seq)  # noqa: E731
+    sink = MetricsSink(run_dir, list(cfg.report_to), cfg.run_name or run_dir.name, cfg.dump(),
+                       enabled=acc.is_main_process)
+    loop = Loop(cfg, acc, model, optimizer, scheduler, train_ex, val_ex, plan, limit, run_dir, sink,
+                tokenizer.pad_token_id, virtual_tokens(model, cfg), fpt, progress=progress)
+    try:
+        state = loop.run(state)
+    finally:
+        sink.close()
+
+    best = None
+    if cfg.select_best and state.best_step is not None:
+        best = load_best_weights(acc.unwrap_model(model), ckpt_root)
+    _save_final(cfg, acc, model, tokenizer, run_dir, n_added)
+    if acc.is_main_process:
+        write_json(run_dir / "budget.json", {
+            "tokens_seen": state.tokens, "loss_tokens": state.loss_tokens, "steps": state.step,
+            "epochs": round(state.step / plan.steps_per_epoch, 4), "wall_time_s": round(state.wall_time_s, 3),
+            "flops_estimate": state.flops, "global_batch": cfg.global_batch_size,
+            "micro_batch": cfg.micro_batch_size, "grad_accum": plan.grad_accum, "processes": acc.num_processes,
+            "parameters": n_params, "trainable_parameters": n_trainable, "stopped_by": state.finished_reason,
+            "best_step": best["step"] if best else None, "best_val_loss": best["val_loss"] if best else None,
+        })
+    acc.wait_for_everyone()
+    return run_dir
+
+
+def _resolved(name: str) -> str:
+    from polyinstruct.models.resolve import resolve_model_path
+
+    return resolve_model_path(name)
+
+
+def _resume_point(cfg: TrainConfig, ckpt_root: Path) -> Path | None:
+    if cfg.resume == "never":
+        return None
+    if cfg.resume == "auto":
+        found = list_checkpoints(ckpt_root)
+        return found[-1][1] if found else None
+    p = Path(cfg.resume)
+    if not (p / "state.json").exists():
+        raise ConfigError(f"{p} is not a checkpoint folder (no state.json)", field="resume")
+    return p
+
+
+def _write_run_files(cfg: TrainConfig, run_dir: Path, template, data_manifest: list[dict], base_path: str) -> None:
+    with atomic_open(run_dir / "config.yaml") as f:
+        yaml.safe_dump(cfg.dump(), f, sort_keys=False, allow_unicode=True)
+    template.save(run_dir / "template.yaml")
+    write_json(run_dir / "manifest.json", {"data": data_manifest, "versions": _versions(),
+                                           "base_model": base_path, "method": cfg.method})
+
+
+def _save_final(cfg: TrainConfig, acc, model, tokenizer, run_dir: Path, n_added: int) -> None:
+    """Write ``model/`` (safetensors) or ``adapter/`` (PEFT format) via a temp folder + rename."""
+    target = run_dir / ("adapter" if cfg.is_peft else "model")
+    tmp = run_dir / f".tmp-{target.name}"
+    state_dict = acc.get_state_dict(model)  # collective under ZeRO-3/FSDP: every process calls it
+    if acc.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        unwrapped = acc.unwrap_model(model)
+        if cfg.is_peft:
+            unwrapped.save_pretrained(str(tmp), save_embedding_layers=bool(n_added) or "auto")
+        else:
+            unwrapped.save_pretrained(str(tmp), state_dict=state_dict, safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    acc.wait_for_everyone()
