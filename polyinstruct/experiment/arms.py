@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from polyinstruct.data.records import Conversation
 from polyinstruct.experiment.config import ExperimentConfig
-from polyinstruct.fileio import read_json, write_json
+from polyinstruct.fileio import read_json
 
 log = logging.getLogger(__name__)
 
@@ -54,22 +54,18 @@ def load_eval_prompts(cfg: ExperimentConfig) -> list[Conversation]:
 
 def build_arms(cfg: ExperimentConfig, root: Path, token_counter: Callable[[str], int] | None) -> dict[str, Any]:
     """Write ``arms/<arm>.jsonl`` and ``arms/budget.json``; reuse them when present."""
-    from polyinstruct.data.formats import read_records, write_records
-    from polyinstruct.data.recipes import build_budget_arms
+    from polyinstruct.data.recipes import build_budget_arms, write_budget_arms
 
     folder = root / "arms"
     budget_path = folder / "budget.json"
     if budget_path.exists():
         return read_json(budget_path)
     per = load_per_language(cfg)
-    result = build_budget_arms(per, english=cfg.english, downsample_by=cfg.downsample_by, seed=cfg.seed,
-                               token_counter=token_counter)
-    arms, table = result["arms"], result["budget"]
-    for name, convs in arms.items():
-        write_records(convs, folder / f"{name}.jsonl")
-    write_json(budget_path, table)
+    arms = build_budget_arms(per, english=cfg.english, downsample_by=cfg.downsample_by, seed=cfg.seed,
+                             token_counter=token_counter)
+    report = write_budget_arms(arms, folder, seed=cfg.seed, downsample_by=cfg.downsample_by)
     log.info("built arms %s", ", ".join(sorted(arms)))
-    return table
+    return report
 
 
 def arm_file(root: Path, cell_name: str, kind: str) -> Path:

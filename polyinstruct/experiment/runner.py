@@ -107,8 +107,11 @@ def _run_cell(cfg: ExperimentConfig, cell: Cell, cdir: Path, root: Path, model_p
             write_jsonl(subset, (c.to_dict() for c in read_records(eval_path)
                                  if c.language in cell.eval_languages))
         say(f"  predict {cell.name} on {', '.join(cell.eval_languages)}")
-        predict(subset, model_for_predict, pred, decoding=cfg.eval.decoding, template=cfg.template,
-                max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size, progress=progress)
+        # A run directory carries its own template.yaml; the untouched base model gets the config's.
+        kwargs = {"template": cfg.template} if cell.kind == "base" else {}
+        predict(subset, model_for_predict, pred, decoding=cfg.eval.decoding, backend_kwargs=kwargs,
+                max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size, progress=progress,
+                model_name=f"{cfg.name}/{cell.name}")
         write_json(cdir / "predicted.json", {"model": model_for_predict})
     # 3. score
     if not (cdir / "scores.json").exists():

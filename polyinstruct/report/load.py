@@ -24,6 +24,7 @@ class ExperimentData:
     val_losses: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
     predictions: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # cell -> id -> row
+    data_budget: dict[str, Any] = field(default_factory=dict)  # arms/budget.json (recipe token counts)
 
     @property
     def cells(self) -> list[str]:
@@ -58,6 +59,9 @@ def load_experiment(root: str | Path) -> ExperimentData:
     cfg_path = root / "experiment.yaml"
     config = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) if cfg_path.exists() else {}
     data = ExperimentData(root=root, config=config or {}, results=_read_jsonl(root / "results.jsonl"))
+    arms_budget = root / "arms" / "budget.json"
+    if arms_budget.exists():
+        data.data_budget = json.loads(arms_budget.read_text(encoding="utf-8"))
     for cell in data.cells:
         cdir = root / "cells" / cell
         metrics = _read_jsonl(cdir / "run" / "metrics.jsonl")

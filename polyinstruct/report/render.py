@@ -38,6 +38,10 @@ def _sections(data: ExperimentData, out_dir: Path) -> list[tuple[str, str, list,
         out.append(("Language robustness",
                     "Judge total before minus after zeroing answers in the wrong language "
                     "(mean over seen languages); lower is more robust.", header, rows, None))
+    header, rows = tables.data_budget_table(data)
+    if rows:
+        out.append(("Training data per arm", "Seed-1 budget arms as built: multi holds N languages' data, "
+                    "multi-down is sampled to the size of one language's data.", header, rows, None))
     header, rows = tables.budget_table(data)
     out.append(("Budget per arm", "Arms compared against each other should cost the same tokens.",
                 header, rows, plots.budget_bars(data, out_dir / "budget.png")))

@@ -71,6 +71,14 @@ def budget_table(data: ExperimentData) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def data_budget_table(data: ExperimentData) -> tuple[list[str], list[list[str]]]:
+    """Examples and tokens of each arm's training data, as the recipe measured them."""
+    totals = data.data_budget.get("totals") or {}
+    unit = data.data_budget.get("unit", "tokens")
+    header = ["arm", "examples", f"{unit} (prompt + response)"]
+    return header, [[arm, f"{t['examples']:,}", f"{t['tokens']:,}"] for arm, t in totals.items()]
+
+
 def samples(data: ExperimentData, per_language: int = 1, max_chars: int = 400) -> list[dict[str, Any]]:
     """A few prompts per language with every arm's answer side by side."""
     out = []
