@@ -36,7 +36,7 @@ class JudgeConfig(BaseModel):
     backoff_max: float = 60.0
     concurrency: int = Field(8, ge=1)
     prices: dict[str, dict[str, float]] = Field(default_factory=dict)  # USD per 1M tokens
-    # hf options, passed to polyinstruct.infer.hf.HFBackend
+    # hf options, passed to polyinstruct.infer.load_backend (HFBackend.from_path)
     backend_options: dict[str, Any] = Field(default_factory=dict)
     # judging
     max_new_tokens: int = 1024
@@ -80,11 +80,9 @@ def _openai_http(cfg: JudgeConfig) -> Any:
 
 
 def _hf(cfg: JudgeConfig) -> Any:
-    try:
-        from polyinstruct.infer.hf import HFBackend
-    except ImportError as e:
-        raise ConfigError(f"the hf judge backend needs polyinstruct.infer.hf ({e})", field="judge.backend") from e
-    return HFBackend(cfg.model, **cfg.backend_options)
+    from polyinstruct.infer import load_backend  # imports transformers lazily, only for local judges
+
+    return load_backend({"backend": "hf", "model": cfg.model, **cfg.backend_options})
 
 
 JUDGE_BACKENDS: Registry = Registry("judge backend")
