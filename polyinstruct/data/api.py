@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 from polyinstruct.data.catalogue import load_catalogue
 from polyinstruct.data.formats import read_records, write_records
+from polyinstruct.data.sources import DATA_SUFFIXES
 from polyinstruct.data.validate import RecordError
 
 def list_datasets(catalogue_paths: Sequence[str | os.PathLike] = ()) -> list[dict[str, Any]]:
@@ -20,7 +21,7 @@ def list_datasets(catalogue_paths: Sequence[str | os.PathLike] = ()) -> list[dic
 
 
 def _default_sidecar(path: Path, suffix: str) -> Path:
-    base = path.with_suffix("") if path.is_file() else path
+    base = path.with_suffix("") if path.suffix.lower() in DATA_SUFFIXES else path
     return base.parent / f"{base.name}{suffix}"
 
 
