@@ -106,3 +106,40 @@ def build_tiny_model(out_dir: str | os.PathLike, *, seed: int = 0, hidden_size: 
     model.save_pretrained(str(out))
     tok.save_pretrained(str(out))
     return out
+
+
+def build_tiny_sentencepiece_tokenizer(out_dir: str | os.PathLike | None = None, vocab_size: int = 700):
+    """Train a Llama-style SentencePiece (unigram) tokenizer offline and load it through transformers.
+
+    Settings follow Llama-2: identity normalization, whitespace kept as is, a
+    dummy-prefix "▁" on each encoded string, digits split and byte fallback, so
+    any Unicode text is representable. Returned as the transformers Llama
+    tokenizer (it adds BOS by default, like the real one). Saved with
+    ``save_pretrained`` when ``out_dir`` is given.
+    """
+    import io
+    import json
+    import tempfile
+
+    import sentencepiece as spm
+    from transformers import AutoTokenizer
+
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(_CORPUS * 4), model_writer=model, vocab_size=vocab_size, model_type="unigram",
+        character_coverage=1.0, byte_fallback=True, normalization_rule_name="identity",
+        remove_extra_whitespaces=False, add_dummy_prefix=True, split_digits=True,
+        allow_whitespace_only_pieces=True, unk_id=0, bos_id=1, eos_id=2, pad_id=3,
+        user_defined_symbols=ADDITIONAL_SPECIAL, hard_vocab_limit=False, minloglevel=2,
+        num_threads=1, seed_sentencepiece_size=100_000,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "tokenizer.model").write_bytes(model.getvalue())
+        config = {"tokenizer_class": "LlamaTokenizer", "legacy": False, "add_bos_token": True,
+                  "add_eos_token": False, "clean_up_tokenization_spaces": False,
+                  "additional_special_tokens": ADDITIONAL_SPECIAL, "model_max_length": 2048, **SPECIAL_TOKENS}
+        Path(tmp, "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+        tok = AutoTokenizer.from_pretrained(tmp)
+    if out_dir is not None:
+        tok.save_pretrained(str(out_dir))
+    return tok

@@ -162,8 +162,7 @@ class ChatTemplate:
             raise TemplateError("encode_prompt needs a tokenizer", field="tokenizer")
         segs = self.bind(tok).segments(messages, add_generation_prompt=True)
         info = TokenizerInfo.probe(tok)
-        ids, _ = encode_segments([segs], tok, info, self.spec.bos)[0]
-        return ids
+        return encode_segments([segs], tok, info, self.spec.bos)[0].ids
 
     # --------------------------------------------------------------- helpers
     def _with_cot(self, m: Msg) -> Msg:
