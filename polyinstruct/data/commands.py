@@ -170,8 +170,8 @@ def register(subparsers: Any) -> None:
 
     p = sub.add_parser("mix", help="materialize a mixture from a YAML config (+ manifest.json)")
     p.add_argument("config", help="YAML: strategy, total, temperature, seed, shuffle, datasets: [{name, weight, cap}]")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.add_argument("out", help="output folder")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="override config fields, e.g. total=1000")
     common(p, fmt=False, cat=True)
     p.set_defaults(func=cmd_mix)
 
