@@ -8,12 +8,13 @@ so every id ends up in the file exactly once.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from polyinstruct.data.records import Conversation
 from polyinstruct.errors import DataError, PolyinstructError
@@ -46,9 +47,57 @@ def load_conversations(data: str | os.PathLike | Iterable[Conversation | dict[st
         try:
             from polyinstruct.data.formats import read_records
         except ImportError:
-            return (Conversation.from_dict(d) for d in iter_jsonl(data))
+            read_records = None
+        if read_records is None or (fmt in (None, "canonical") and _is_canonical_jsonl(Path(data))):
+            return _read_prompts_jsonl(Path(data))
         return read_records(data, fmt)
     return (c if isinstance(c, Conversation) else Conversation.from_dict(c) for c in data)
+
+
+def _is_canonical_jsonl(path: Path) -> bool:
+    if not path.is_file() or path.suffix.lower() not in (".jsonl", ".ndjson"):
+        return False
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                try:
+                    return "messages" in json.loads(line)
+                except json.JSONDecodeError:
+                    return False
+    return False
+
+
+def _read_prompts_jsonl(path: Path) -> Iterator[Conversation]:
+    """Canonical JSONL where the final assistant turn is optional (prompt-only eval sets).
+
+    The data package's reader requires a final assistant turn (training data); here a
+    record may stop at the user turn. Every other structural rule still applies.
+    """
+    try:
+        from polyinstruct.data.validate import RecordError, check_record
+    except ImportError:
+        RecordError, check_record = None, None
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                d = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"invalid JSON: {e.msg}", path=str(path), line=n) from None
+            if not isinstance(d, dict):
+                raise DataError("a record must be a JSON object", path=str(path), line=n)
+            if check_record is not None:
+                try:
+                    check_record(d)
+                except RecordError as e:
+                    if e.kind != "no-final-assistant":
+                        raise DataError(e.reason, path=str(path), line=n, field=e.field, record_id=e.record_id) \
+                            from None
+            try:
+                yield Conversation.from_dict(d)
+            except (KeyError, TypeError) as e:
+                raise DataError(f"malformed record ({e})", path=str(path), line=n, field="messages") from None
 
 
 def prompt_language(conv: Conversation) -> str | None:
