@@ -1,0 +1,31 @@
+"""The acceptance bar: the default identifier on the project's own evaluation set (8 languages)."""
+
+from __future__ import annotations
+
+import pytest
+
+from polyinstruct.judge.lid_eval import default_eval_dir, evaluate_lid, format_confusion
+
+LANGS = {"en", "fr", "es", "ru", "bg", "zh", "bn", "no"}
+HAVE_DATA = default_eval_dir().is_dir() and any(default_eval_dir().glob("*.jsonl"))
+
+
+@pytest.mark.skipif(not HAVE_DATA, reason="resources/data/eval_prompts/*.jsonl not present in this checkout")
+def test_default_identifier_on_reference_answers(capsys):
+    res = evaluate_lid(field="reference")  # fasttext-lite, default policy, no candidate restriction
+    raw = evaluate_lid(field="reference", refine=False)
+    with capsys.disabled():
+        print("\n" + format_confusion(res))
+        print(f"(without the nb/da and bg/ru tie-breakers: accuracy {raw['accuracy']:.4f})")
+    assert set(res["per_language"]) == LANGS
+    assert res["n"] >= 8 * 40
+    assert res["accuracy"] >= 0.95, res["errors"]
+
+
+@pytest.mark.skipif(not HAVE_DATA, reason="resources/data/eval_prompts/*.jsonl not present in this checkout")
+def test_cli_eval_prints_confusion(capsys):
+    from polyinstruct.cli import main
+
+    assert main(["lid", "--eval"]) == 0
+    out = capsys.readouterr().out
+    assert "gold\\pred" in out and '"accuracy"' in out.splitlines()[-1]
