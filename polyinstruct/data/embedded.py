@@ -21,6 +21,10 @@ PARALLEL_LANGUAGES = ("fr", "es", "ru", "bg", "zh")
 _PART_RE = re.compile(r"\.part(\d+)\.jsonl$")
 
 
+def _dir(data_dir: Path | None) -> Path:
+    return Path(data_dir) if data_dir is not None else DATA_DIR
+
+
 def _langs(folder: Path, pattern: str, order: tuple[str, ...]) -> list[str]:
     found = set()
     for p in folder.glob(pattern):
@@ -28,8 +32,9 @@ def _langs(folder: Path, pattern: str, order: tuple[str, ...]) -> list[str]:
     return [c for c in order if c in found] + sorted(found - set(order))
 
 
-def instruction_files(lang: str, data_dir: Path = DATA_DIR) -> list[Path]:
+def instruction_files(lang: str, data_dir: Path | None = None) -> list[Path]:
     """The merged file if present, else its parts in numeric order; [] when absent."""
+    data_dir = _dir(data_dir)
     merged = data_dir / "instructions" / f"{lang}.jsonl"
     if merged.is_file():
         return [merged]
@@ -37,8 +42,9 @@ def instruction_files(lang: str, data_dir: Path = DATA_DIR) -> list[Path]:
     return sorted(parts, key=lambda p: int(_PART_RE.search(p.name).group(1)) if _PART_RE.search(p.name) else 0)
 
 
-def instruction_languages(data_dir: Path = DATA_DIR) -> list[str]:
+def instruction_languages(data_dir: Path | None = None) -> list[str]:
     """Languages with embedded instruction data (merged files or parts)."""
+    data_dir = _dir(data_dir)
     d = data_dir / "instructions"
     return [c for c in _langs(d, "*.jsonl", INSTRUCTION_LANGUAGES) + _langs(d / "parts", "*.part*.jsonl", ())
             if instruction_files(c, data_dir)] if d.is_dir() else []
@@ -64,32 +70,32 @@ def _read_conversations(files: list[Path], what: str) -> list[Conversation]:
     return out
 
 
-def load_instructions(lang: str, data_dir: Path = DATA_DIR) -> list[Conversation]:
+def load_instructions(lang: str, data_dir: Path | None = None) -> list[Conversation]:
     """Embedded instruction-response examples in ``lang`` (same ids across languages)."""
     return _read_conversations(instruction_files(lang, data_dir), f"instruction ({lang})")
 
 
-def eval_languages(data_dir: Path = DATA_DIR) -> list[str]:
-    d = data_dir / "eval_prompts"
+def eval_languages(data_dir: Path | None = None) -> list[str]:
+    d = _dir(data_dir) / "eval_prompts"
     return _langs(d, "*.jsonl", EVAL_LANGUAGES) if d.is_dir() else []
 
 
-def load_eval_prompts(lang: str, data_dir: Path = DATA_DIR) -> list[Conversation]:
+def load_eval_prompts(lang: str, data_dir: Path | None = None) -> list[Conversation]:
     """The 50 evaluation prompts in ``lang``; the assistant turn is the reference answer."""
-    f = data_dir / "eval_prompts" / f"{lang}.jsonl"
+    f = _dir(data_dir) / "eval_prompts" / f"{lang}.jsonl"
     return _read_conversations([f] if f.is_file() else [], f"evaluation prompt ({lang})")
 
 
-def parallel_languages(data_dir: Path = DATA_DIR) -> list[str]:
-    d = data_dir / "parallel"
+def parallel_languages(data_dir: Path | None = None) -> list[str]:
+    d = _dir(data_dir) / "parallel"
     return _langs(d, "en-*.jsonl", PARALLEL_LANGUAGES) if d.is_dir() else []
 
 
-def parallel_file(lang: str, data_dir: Path = DATA_DIR) -> Path:
-    return data_dir / "parallel" / f"en-{lang}.jsonl"
+def parallel_file(lang: str, data_dir: Path | None = None) -> Path:
+    return _dir(data_dir) / "parallel" / f"en-{lang}.jsonl"
 
 
-def load_parallel_pairs(lang: str, data_dir: Path = DATA_DIR) -> list[tuple[str, str, str]]:
+def load_parallel_pairs(lang: str, data_dir: Path | None = None) -> list[tuple[str, str, str]]:
     """English-``lang`` sentence pairs as ``(id, en, xx)``."""
     f = parallel_file(lang, data_dir)
     if not f.is_file():
