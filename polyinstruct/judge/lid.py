@@ -13,7 +13,8 @@ undetermined. Backends (registry ``IDENTIFIERS``):
 
 Policy shared by all backends (``LIDPolicy``): fenced/inline code and URLs are
 removed first; text with fewer than ``min_letters`` letters left is ``und``
-(short or code-only answers are not judged for language); a top probability
+(short or code-only answers are not judged for language; a CJK character counts
+as 3 letters); a top probability
 below ``threshold`` is ``und``; then the Norwegian/Danish and Bulgarian/Russian
 tie-breakers of ``refine`` apply unless ``refine=False``.
 """
@@ -41,6 +42,14 @@ _FENCED = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
 _INLINE = re.compile(r"`[^`\n]*`")
 _URL = re.compile(r"https?://\S+|www\.\S+")
 _LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
+# One CJK character carries about as much as a short word: it counts as 3 letters.
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+CJK_WEIGHT = 3
+
+
+def letter_count(text: str) -> int:
+    """Letters for the ``min_letters`` policy, CJK characters weighted by ``CJK_WEIGHT``."""
+    return len(_LETTER.findall(text)) + (CJK_WEIGHT - 1) * len(_CJK.findall(text))
 
 
 def strip_non_language(text: str) -> str:
@@ -76,7 +85,7 @@ class LanguageIdentifier:
         """(normalized code, confidence) for one text, applying the policy."""
         p = self.policy
         clean = strip_non_language(text or "") if p.strip_code else " ".join((text or "").split())
-        if len(_LETTER.findall(clean)) < p.min_letters:
+        if letter_count(clean) < p.min_letters:
             return UND, 0.0
         preds = self._predict(clean)
         if not preds:

@@ -4,7 +4,10 @@ fastText's lite model calls most Norwegian Danish, and short Bulgarian Russian
 (OFFLINE_ASSETS.md). Both pairs differ in spelling rules a few words reveal, so
 when an identifier's top label falls in one of these clusters we count marker
 words/letters and switch only when the evidence clearly points the other way.
-No candidate set is restricted: text outside the clusters is never touched, and
+Two script facts are used the same way: lid.176 labels some Mandarin as Wu
+(``wuu``) or Japanese, but Japanese text practically always contains kana; and
+text labelled Macedonian that uses letters Macedonian lacks (й щ ъ ь ю я ы э ё)
+is Bulgarian or Russian. No candidate set is restricted: text outside the clusters is never touched, and
 Danish/Russian text keeps its label (tests check both directions).
 
 Switch off with ``refine=False`` on any identifier to get the raw model output.
@@ -22,22 +25,31 @@ _NO_WORDS = frozenset(
     "av hva noen meg deg seg etter mye blir ble gjør gjøre nå litt hvis ikkje eg ein eit "
     "kva korleis kvifor dei ho frå berre heller veldig språk kjøpe spørsmål takk bare "
     "sånn slik mellom fordi nok enn mange også dere deres sin sitt sine vei hvilke kanskje "
-    "gjennom ut uten igjen mot bra". split()
+    "gjennom ut uten igjen mot bra bli gi gir uke ukedag mitt ditt sitt lite snakker snakke betyr "
+    "ettermiddag jobber jobbe". split()
 )
 _DA_WORDS = frozenset(
     "af hvad nogle nogen mig dig sig efter meget bliver blev gør gøre nu lidt hvis sprog "
     "købe spørgsmål tak bare sådan mellem fordi nok end mange også jer jeres vej hvilke "
-    "måske gennem ud uden igen mod".split()
+    "måske gennem ud uden igen mod blive give giver uge ugedag mit dit sit lille taler tale betyder "
+    "eftermiddag arbejder arbejde".split()
 )
 # Words present in both lists carry no evidence.
 _NO_ONLY = _NO_WORDS - _DA_WORDS
 _DA_ONLY = _DA_WORDS - _NO_WORDS
 # Danish infinitive marker "at" vs Norwegian "å"; "øj"/"ej" vs "øy"/"ei" diphthongs.
 _DA_PATTERNS = re.compile(r"\b(?:at|øje\w*|dejlig\w*|hjem\w*)\b|øj|\w+hed\b", re.IGNORECASE)
-_NO_PATTERNS = re.compile(r"\bå\b|øy|\w+het\b", re.IGNORECASE)
+# Word-initial "kj" (kjøpe, kjenne, kjøkken) is Norwegian; Danish writes "kø", "ke".
+_NO_PATTERNS = re.compile(r"\bå\b|øy|\w+het\b|\bkj\w+", re.IGNORECASE)
 
 NORDIC = frozenset({"no", "da"})
 EAST_SLAVIC_SOUTH = frozenset({"ru", "bg"})
+# lid.176 labels some Mandarin as Wu ("wuu") or Japanese; written Wu is rare, and
+# Japanese text practically always contains kana.
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
+_KANA = re.compile(r"[\u3040-\u30ff]")
+_MK_ONLY = "ѓќѕљњџј"
+_NOT_MK = "йщъьюяыэё"
 
 
 def nordic_votes(text: str) -> tuple[int, int]:
@@ -66,6 +78,16 @@ def refine(label: str, text: str, *, min_votes: int = 2, ratio: float = 2.0) -> 
     Switches only when the other language has at least ``min_votes`` markers and
     ``ratio`` times more evidence than the current label.
     """
+    if label in ("ja", "wuu"):
+        if len(_HAN.findall(text)) >= min_votes and not _KANA.search(text):
+            return "zh"
+        return label
+    if label == "mk":
+        t = text.lower()
+        if not any(c in t for c in _MK_ONLY) and sum(t.count(c) for c in _NOT_MK) >= min_votes:
+            bg, ru = cyrillic_votes(text)
+            return "ru" if ru > bg else "bg"
+        return label
     if label in NORDIC:
         no, da = nordic_votes(text)
         if label == "da" and no >= min_votes and no >= ratio * da:

@@ -40,3 +40,18 @@ SAMPLES: dict[str, list[str]] = {
         "Jeg ved ikke hvad du mener, men der er mange ting vi kan gøre efter at vi har spist.",
     ],
 }
+
+# Short Danish and Russian questions: the tie-breakers must leave them alone.
+DANISH_SHORT = [
+    "Hvordan kan jeg blive bedre til at tale foran andre mennesker?",
+    "Hvad betyder ordet alternativomkostning? Giv et eksempel.",
+    "Jeg arbejder hjemmefra. Hvordan gør jeg mit hjemmekontor mere behageligt?",
+    "Skriv en kort og venlig besked, hvor jeg inviterer naboerne til en lille havefest lørdag eftermiddag.",
+    "Hvorfor har vi årstider på jorden?",
+    "Hvilken ugedag er det om hundrede dage, hvis det er onsdag i dag?",
+]
+RUSSIAN_SHORT = [
+    "Как действует вакцина?",
+    "Напиши короткое и вежливое письмо хозяину квартиры с просьбой починить кран.",
+    "Что лучше: заниматься спортом утром или вечером?",
+]

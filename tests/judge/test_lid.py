@@ -99,3 +99,20 @@ def test_openlid_style_labels_through_fasttext_loader(monkeypatch):
     monkeypatch.setenv("POLYINSTRUCT_OPENLID_PATH", str(_LOCAL_SMALL_MODEL_PATH))
     ident = load_identifier("fasttext-openlid")
     assert ident.name == "fasttext-openlid" and ident.identify_one(SAMPLES["bg"][0])[0] == "bg"
+
+
+def test_tie_breakers_leave_danish_and_russian_questions_alone(lite):
+    from tests.judge.lid_samples import DANISH_SHORT, RUSSIAN_SHORT
+
+    assert all(c in ("da", "und") for c, _ in lite.identify(DANISH_SHORT))
+    assert [c for c, _ in lite.identify(RUSSIAN_SHORT)] == ["ru"] * len(RUSSIAN_SHORT)
+
+
+def test_script_rules_for_chinese_and_macedonian(lite):
+    assert refine("ja", "我有五个苹果，吃掉了两个。") == "zh"
+    assert refine("ja", "りんごを五つ食べました。") == "ja"  # kana: Japanese stays
+    assert refine("wuu", "我现在有多少个苹果？") == "zh"
+    assert refine("mk", "Този човек е щастлив, защото живее в къща до морето.") == "bg"
+    assert refine("mk", "Ова е македонски текст со ѓ и ќ.") == "mk"
+    # a 9-character Chinese question is long enough (CJK characters count 3 letters each)
+    assert lite.identify_one("天空为什么是蓝色的？")[0] == "zh"
