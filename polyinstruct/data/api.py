@@ -14,6 +14,7 @@ from polyinstruct.data.formats import read_records, write_records
 from polyinstruct.data.sources import DATA_SUFFIXES
 from polyinstruct.data.validate import RecordError
 
+
 def list_datasets(catalogue_paths: Sequence[str | os.PathLike] = ()) -> list[dict[str, Any]]:
     """Every catalogue entry as a dict (name, location, format, languages, task_type, ...)."""
     cat = load_catalogue(catalogue_paths)

@@ -126,7 +126,7 @@ def language_filter(records: Iterable[Conversation], identifier: LanguageIdentif
                     texts.append(conv.messages[j].content)
                     owners.append((i, lang))
         bad = set()
-        for (i, lang), (code, conf) in zip(owners, identifier.identify(texts) if texts else []):
+        for (i, lang), (code, conf) in zip(owners, identifier.identify(texts) if texts else [], strict=True):
             if conf >= min_confidence and code.split("-")[0].split("_")[0] != lang.split("-")[0]:
                 bad.add(i)
         for i, conv in enumerate(batch):

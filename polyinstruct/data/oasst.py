@@ -12,7 +12,7 @@ dropped so every conversation ends with an assistant turn.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any
 
 from polyinstruct.data.validate import RecordError
 
@@ -159,15 +159,3 @@ class FlatTreeGrouper:
 
 def is_flat_row(row: dict[str, Any]) -> bool:
     return "message_tree_id" in row and "parent_id" in row and "text" in row
-
-
-def iter_flat(rows: Iterator[tuple[int, dict[str, Any]]], mode: str = "top") -> Iterator[tuple[int | None, list[dict]]]:
-    """Group ``(line, row)`` pairs into trees; convenience for callers without error handling."""
-    g = FlatTreeGrouper(mode)
-    for line, row in rows:
-        out = g.add(row, line)
-        if out:
-            yield out
-    out = g.flush()
-    if out:
-        yield out

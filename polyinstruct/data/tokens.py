@@ -52,12 +52,12 @@ def make_counter(tokenizer: Any = None) -> TokenCounter:
         from transformers import AutoTokenizer
 
         return TokenizerCounter(AutoTokenizer.from_pretrained(str(tokenizer)))
-    if hasattr(tokenizer, "encode") or hasattr(tokenizer, "__call__") and hasattr(tokenizer, "vocab_size"):
-        return TokenizerCounter(tokenizer)
-    if callable(tokenizer):
-        if not hasattr(tokenizer, "unit"):
-            return _Wrapped(tokenizer)
+    if hasattr(tokenizer, "unit") and callable(tokenizer):  # already a counter
         return tokenizer
+    if hasattr(tokenizer, "encode"):  # a Hugging Face tokenizer
+        return TokenizerCounter(tokenizer)
+    if callable(tokenizer):  # a plain text -> int function
+        return _Wrapped(tokenizer)
     raise TypeError(f"cannot count tokens with {type(tokenizer).__name__}")
 
 

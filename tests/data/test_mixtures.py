@@ -85,7 +85,7 @@ def test_mix_cli_from_yaml(sources, tmp_path, capsys):
 
 def test_chunking_starts_every_chunk_with_a_user_turn():
     msgs = [Message("system", "be brief")]
-    for i in range(6):
+    for _ in range(6):
         msgs += [Message("user", "u " * 10), Message("assistant", "a " * 20)]
     c = Conversation(id="long", messages=msgs)
     chunks = chunk_conversation(c, max_tokens=70)

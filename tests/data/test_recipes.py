@@ -8,8 +8,8 @@ import pytest
 
 from polyinstruct.data import embedded
 from polyinstruct.data.crosslingual import answer_in, crosslingual_tasks, translation_instructions
-from polyinstruct.data.records import Conversation, Message
 from polyinstruct.data.recipes import arm_totals, build_budget_arms
+from polyinstruct.data.records import Conversation, Message
 from polyinstruct.data.tokens import WordCounter
 
 EMB = Path(__file__).parent / "fixtures" / "embedded"
@@ -46,7 +46,7 @@ def test_budget_arms_arithmetic(by):
     mono = [tot[f"mono-{lang}"] for lang in per]
     assert tot["multi"]["examples"] == 3 * mono[0]["examples"]
     assert tot["multi"]["tokens"] == sum(m["tokens"] for m in mono)
-    assert sorted(c.id + c.language for c in arms["multi"]) == sorted(c.id + c.language for l in per for c in per[l])
+    assert sorted(c.id + c.language for c in arms["multi"]) == sorted(c.id + c.language for lang in per for c in per[lang])
     ref = tot["mono-en"]
     if by == "examples":
         assert tot["multi-down"]["examples"] == ref["examples"]
