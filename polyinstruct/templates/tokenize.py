@@ -164,8 +164,10 @@ def _segments_for(conv: Conversation, template: ChatTemplate) -> list[Segment]:
         raise DataError("conversation has no assistant message to train on", field="messages",
                         record_id=conv.id, path=f"<conversation {conv.id}>")
     last = max(i for i, m in enumerate(conv.messages) if m.role == "assistant")
-    segs = template.segments(conv, record_id=conv.id)
-    return [s for s in segs if s.turn <= last]  # trailing user turns carry no loss
+    segs = [s for s in template.segments(conv, record_id=conv.id) if s.turn <= last]
+    while segs and not segs[-1].trained:  # text after the last end-of-turn carries no loss: cut it
+        segs.pop()
+    return segs
 
 
 def tokenize_many(conversations: Iterable[Conversation], tokenizer: Any, template: ChatTemplate, *,

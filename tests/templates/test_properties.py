@@ -50,7 +50,6 @@ def labelled_texts(tok, ids, labels):
 TEMPLATES = builtin_names()
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("tok_name", ["bpe", "sp"])
 @pytest.mark.parametrize("name", TEMPLATES)
 def test_labelled_tokens_decode_to_assistant_texts(name, tok_name, chat_tokenizers):
@@ -58,7 +57,7 @@ def test_labelled_tokens_decode_to_assistant_texts(name, tok_name, chat_tokenize
     template = load_template(name, tok)
     eot = template.eot_text
 
-    @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
     @given(conversations(), st.sampled_from(["all", "last"]))
     def check(conv, train_on):
         row = tokenize_conversation(conv, tok, template, train_on=train_on)
@@ -71,7 +70,11 @@ def test_labelled_tokens_decode_to_assistant_texts(name, tok_name, chat_tokenize
         # the whole sequence is the rendered conversation, with at most one leading BOS
         body = ids[1:] if ids and ids[0] == tok.bos_token_id else ids
         assert not body or body[0] != tok.bos_token_id
-        rendered = template.render(conv)
+        segs = template.segments(conv)
+        while not segs[-1].trained:  # tokenization ends at the last end-of-turn text
+            segs.pop()
+        rendered = "".join(s.text for s in segs)
+        assert template.render(conv).startswith(rendered)
         if tok_name == "sp" and rendered.startswith(" "):
             # SentencePiece (Llama) drops one leading space of the *whole text*: its dummy prefix
             # absorbs it. Prompt side only, identical at inference; answers are checked exactly above.
