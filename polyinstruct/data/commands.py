@@ -81,7 +81,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_mix(args: argparse.Namespace) -> int:
     man = api.mix_from_config(args.config, args.out, args.overrides, args.catalogue)
     for s in man["sources"]:
-        print(f"{s['dataset']}: {s['selected']} of {s['available']} records ({s['tokens']} {man['unit']})")
+        capped = f", {s['after_cap']} after cap" if s["after_cap"] != s["available"] else ""
+        print(f"{s['dataset']}: {s['selected']} records ({s['unique_selected']} distinct) from {s['available']} "
+              f"available{capped}; {s['tokens']} {man['unit']}")
     print(f"wrote {man['output']['records']} records to {args.out}/data.jsonl (manifest.json beside it)")
     return 0
 
