@@ -94,3 +94,26 @@ def test_stats_cli_on_embedded_data(instructions, capsys):
     stats = json.loads(out[-1])
     assert set(stats["per_language"]) == set(LANGS)
     assert stats["overall"]["instances"] == sum(len(v) for v in instructions.values())
+
+
+def test_embedded_sets_load_by_catalogue_name():
+    from polyinstruct.data import load_dataset
+
+    _need("instruction", embedded.instruction_languages(), ["fr"])
+    assert len(list(load_dataset("polyinstruct-instruct-fr"))) == len(embedded.load_instructions("fr"))
+    _need("parallel", embedded.parallel_languages(), ["zh"])
+    recs = list(load_dataset("polyinstruct-parallel-en-zh"))
+    assert len(recs) == 2 * len(embedded.load_parallel_pairs("zh"))
+    assert {r.response_language for r in recs} == {"en", "zh"}
+
+
+def test_crosslingual_recipe_cli_on_embedded_data(tmp_path, capsys):
+    _need("instruction", embedded.instruction_languages(), ["en", "zh"])
+    _need("parallel", embedded.parallel_languages(), ["zh"])
+    out = tmp_path / "xzh.jsonl"
+    assert main(["data", "recipe", "crosslingual", "--lang", "zh", "--out", str(out)]) == 0
+    recs = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+    n_pairs, n_inst = len(embedded.load_parallel_pairs("zh")), len(embedded.load_instructions("zh"))
+    assert len(recs) == 2 * n_pairs + n_inst + 2 * n_inst
+    cross = [r for r in recs if "cross-lingual" in r.get("tags", [])]
+    assert all(r["messages"][1]["language"] != r["language"] for r in cross)
