@@ -29,7 +29,7 @@ def _config(tiny_model_dir: Path, out: Path) -> dict:
         "arms": ["multi", "multi-down"],
         "examples_per_language": 8,
         "train": {"epochs": 1, "lr": 1e-3, "global_batch_size": 4, "micro_batch_size": 4, "max_length": 256,
-                  "lora_target_modules": "all-linear"},
+                  "lora": {"target_modules": "all-linear"}},
         "eval": {"prompts_per_language": 2, "max_new_tokens": 6, "batch_size": 4},
         "seed": 0,
     }
