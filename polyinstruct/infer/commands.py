@@ -65,7 +65,7 @@ def _run_predict(args: argparse.Namespace) -> int:
     from polyinstruct.infer.predict import predict
 
     out = predict(args.data, _load(args), args.out, decoding=_params(args), batch_size=args.batch_size,
-                  limit=args.limit, progress=not args.no_progress, data_format=args.format,
+                  limit=args.limit, chunk_size=args.chunk_size, progress=not args.no_progress, data_format=args.format,
                   model_name=args.model_name or args.model)
     print(out)
     return 0
@@ -96,6 +96,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--format", help="dataset format (default: detected)")
     p.add_argument("--out", required=True, help="predictions JSONL; rerunning skips ids already in it")
     p.add_argument("--limit", type=int, help="only the first N records")
+    p.add_argument("--chunk-size", type=int, help="rows generated between appends to --out (default 4 x batch size)")
     p.add_argument("--model-name", help="name written in each row's 'model' field (default: MODEL)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_run_predict)

@@ -115,14 +115,16 @@ class HFBackend:
         """The exact prompt text the model sees for these messages."""
         return self.prompt_format.render(messages)
 
+    def encode_messages(self, messages: list[dict[str, str]]) -> list[int]:
+        """Prompt token ids, exactly as training encoded them when the template knows how."""
+        if self.prompt_format.encode is not None:
+            return self.prompt_format.encode(messages)
+        return self._encode(self.render(messages))
+
     def _encode(self, prompt: str) -> list[int]:
         bos = self.tokenizer.bos_token
         add_special = not (bos and prompt.startswith(bos))  # the template already wrote BOS
         return self.tokenizer(prompt, add_special_tokens=add_special)["input_ids"]
-
-    def count_tokens(self, prompt: str) -> int:
-        """Prompt length in tokens, as ``generate`` will see it."""
-        return len(self._encode(prompt))
 
     @property
     def context_length(self) -> int | None:
@@ -178,19 +180,21 @@ class HFBackend:
     # -- GenerationBackend -----------------------------------------------------------
     def generate(self, conversations: list[list[dict[str, str]]], params: DecodingParams) -> list[Generation]:
         """One reply per conversation, rendered with the model's template."""
-        return self.generate_text([self.render(c) for c in conversations], params)
+        return self._generate_ids([self.encode_messages(c) for c in conversations], params)
 
     def generate_text(self, prompts: list[str], params: DecodingParams) -> list[Generation]:
         """Continue raw prompt strings (no template); used by ``/v1/completions``."""
+        return self._generate_ids([self._encode(p) for p in prompts], params)
+
+    def _generate_ids(self, encoded: list[list[int]], params: DecodingParams) -> list[Generation]:
         import torch
 
-        if not prompts:
+        if not encoded:
             return []
         stops = self._stops(params)
         kwargs = self._gen_kwargs(params, stops)
-        encoded = [self._encode(p) for p in prompts]
-        order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
-        results: list[Generation | None] = [None] * len(prompts)
+        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+        results: list[Generation | None] = [None] * len(encoded)
         with self._lock, torch.inference_mode():
             if params.seed is not None:
                 torch.manual_seed(params.seed)
@@ -206,16 +210,20 @@ class HFBackend:
     def stream(self, conversation: list[dict[str, str]], params: DecodingParams, *,
                result: dict[str, Any] | None = None) -> Iterator[str]:
         """Yield reply text as produced; ``result`` (if given) receives the final ``Generation``."""
-        return self.stream_text(self.render(conversation), params, result=result)
+        return self._stream_ids(self.encode_messages(conversation), params, result)
 
     def stream_text(self, prompt: str, params: DecodingParams, *,
                     result: dict[str, Any] | None = None) -> Iterator[str]:
+        """Stream the continuation of a raw prompt string (no template)."""
+        return self._stream_ids(self._encode(prompt), params, result)
+
+    def _stream_ids(self, encoded: list[int], params: DecodingParams,
+                    result: dict[str, Any] | None) -> Iterator[str]:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
         stops = self._stops(params)
         kwargs = self._gen_kwargs(params, stops)
-        encoded = self._encode(prompt)
         cancel = threading.Event()
 
         class _Cancelled(StoppingCriteria):

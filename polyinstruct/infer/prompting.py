@@ -33,6 +33,9 @@ class PromptFormat:
     render: Callable[[list[dict[str, str]]], str]
     stop_strings: list[str] = field(default_factory=list)
     source: str = ""  # "explicit" | "run_dir" | "tokenizer" | "default"
+    # Token ids exactly as training encodes the prompt (BOS policy included), when the
+    # template can say; else the backend tokenizes ``render``'s text.
+    encode: Callable[[list[dict[str, str]]], list[int]] | None = None
 
 
 def _tulu_fallback(messages: list[dict[str, str]]) -> str:
@@ -41,19 +44,20 @@ def _tulu_fallback(messages: list[dict[str, str]]) -> str:
     return "".join(parts) + "<|assistant|>\n"
 
 
-def _from_template_object(obj: Any, name: str, source: str) -> PromptFormat:
-    """Adapt a ``polyinstruct.templates.ChatTemplate`` (``render_prompt`` + ``stop_strings``)."""
+def _from_template_object(obj: Any, name: str, source: str, tokenizer: Any = None) -> PromptFormat:
+    """Adapt a ``polyinstruct.templates.ChatTemplate`` (``render_prompt``, ``encode_prompt``, ``stop_strings``)."""
 
     def render(messages: list[dict[str, str]]) -> str:
-        try:
-            return obj.render_prompt(messages)
-        except (AttributeError, TypeError):  # template wants Message objects
-            from polyinstruct.data.records import Message
+        return obj.render_prompt(messages)
 
-            return obj.render_prompt([Message(m["role"], m["content"]) for m in messages])
+    encode = None
+    if tokenizer is not None and hasattr(obj, "encode_prompt"):
+        def encode(messages: list[dict[str, str]]) -> list[int]:
+            return list(obj.encode_prompt(messages, tokenizer))
 
     stops = list(getattr(obj, "stop_strings", None) or [])
-    return PromptFormat(name=getattr(obj, "name", None) or name, render=render, stop_strings=stops, source=source)
+    return PromptFormat(name=getattr(obj, "name", None) or name, render=render, stop_strings=stops, source=source,
+                        encode=encode)
 
 
 def _load_named(name_or_path: str, tokenizer: Any, source: str) -> PromptFormat:
@@ -62,7 +66,8 @@ def _load_named(name_or_path: str, tokenizer: Any, source: str) -> PromptFormat:
     except ImportError:
         load_template = None
     if load_template is not None:
-        return _from_template_object(load_template(name_or_path, tokenizer=tokenizer), str(name_or_path), source)
+        return _from_template_object(load_template(name_or_path, tokenizer=tokenizer), str(name_or_path), source,
+                                     tokenizer)
     if name_or_path == DEFAULT_TEMPLATE:
         log.warning("polyinstruct.templates has no load_template yet; using the built-in tulu renderer")
         return PromptFormat(DEFAULT_TEMPLATE, _tulu_fallback, ["<|user|>"], source)
@@ -96,7 +101,7 @@ def resolve_prompt_format(model_path: str | Path | None, tokenizer: Any = None,
     if isinstance(template, PromptFormat):
         fmt = template
     elif template is not None and hasattr(template, "render_prompt"):
-        fmt = _from_template_object(template, "custom", "explicit")
+        fmt = _from_template_object(template, "custom", "explicit", tokenizer)
     elif callable(template):
         fmt = PromptFormat("custom", template, [], "explicit")
     elif template is not None:
@@ -104,7 +109,12 @@ def resolve_prompt_format(model_path: str | Path | None, tokenizer: Any = None,
     elif model_path is not None and (run_tpl := find_run_template(model_path)) is not None:
         fmt = _load_named(str(run_tpl), tokenizer, "run_dir")
     elif tokenizer is not None and getattr(tokenizer, "chat_template", None):
-        fmt = tokenizer_format(tokenizer)
+        try:
+            fmt = _load_named("tokenizer", tokenizer, "tokenizer")
+        except Exception as e:  # noqa: BLE001 - a template the templates package cannot parse
+            log.warning("templates package cannot use the tokenizer's chat template (%s); "
+                        "rendering with apply_chat_template", e)
+            fmt = tokenizer_format(tokenizer)
     else:
         fmt = _load_named(DEFAULT_TEMPLATE, tokenizer, "default")
     log.info("prompt template: %s (from %s)", fmt.name, fmt.source)

@@ -19,6 +19,11 @@ import uuid
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
 from polyinstruct.errors import ConfigError
 from polyinstruct.infer.backend import DecodingParams, Generation, GenerationBackend
 from polyinstruct.infer.decoding import validate_decoding
@@ -64,8 +69,6 @@ class BodyLimitMiddleware:
                     too_big = True
                     break
         if too_big:
-            from starlette.responses import JSONResponse
-
             resp = JSONResponse(_error_body(f"request body is larger than {self.max_bytes} bytes",
                                             "invalid_request_error", code="request_too_large"), status_code=413)
             return await resp(scope, receive, send)
@@ -100,13 +103,8 @@ def _decoding(req: SamplingFields, max_tokens: int | None, default_max_tokens: i
 
 def create_app(backend: GenerationBackend, *, model_name: str, api_key: str | None = None,
                max_tokens_limit: int = 2048, default_max_tokens: int = 512, max_request_bytes: int = 1_000_000,
-               max_batch_size: int = 16, max_queue: int = 256) -> Any:
+               max_batch_size: int = 16, max_queue: int = 256) -> FastAPI:
     """Build the FastAPI app. The worker thread starts with the app and stops with it."""
-    from fastapi import Depends, FastAPI, Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse, StreamingResponse
-    from starlette.exceptions import HTTPException as StarletteHTTPException
-
     worker = BatchWorker(backend, max_batch_size=max_batch_size, max_queue=max_queue)
 
     @asynccontextmanager
@@ -152,10 +150,11 @@ def create_app(backend: GenerationBackend, *, model_name: str, api_key: str | No
             raise APIError(404, f"model {name!r} is not served here; this server serves {model_name!r}",
                            param="model", code="model_not_found")
 
-    def check_context(prompt_text: str, max_new: int) -> None:
-        ctx, count = getattr(backend, "context_length", None), getattr(backend, "count_tokens", None)
-        if ctx and count:
-            n = count(prompt_text)
+    def check_context(count: Any, payload: Any, max_new: int) -> None:
+        """400 when prompt + max_tokens cannot fit the model (instead of garbage or a crash)."""
+        ctx = getattr(backend, "context_length", None)
+        if ctx and count is not None:
+            n = len(count(payload))
             if n + max_new > ctx:
                 raise APIError(400, f"prompt ({n} tokens) + max_tokens ({max_new}) exceeds the model's context "
                                     f"length of {ctx}", param="messages", code="context_length_exceeded")
@@ -228,9 +227,7 @@ def create_app(backend: GenerationBackend, *, model_name: str, api_key: str | No
         max_tokens = req.max_completion_tokens or req.max_tokens
         params = _decoding(req, max_tokens, default_max_tokens, max_tokens_limit)
         messages = [{"role": m.role, "content": m.text()} for m in req.messages]
-        render = getattr(backend, "render", None)
-        if render is not None:
-            check_context(render(messages), params.max_new_tokens)
+        check_context(getattr(backend, "encode_messages", None), messages, params.max_new_tokens)
         rid, now = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         if req.stream:
             def chunk(piece: str | None, finish: str | None, first: bool = False, usage_only: bool = False) -> dict:
@@ -255,7 +252,7 @@ def create_app(backend: GenerationBackend, *, model_name: str, api_key: str | No
             raise APIError(400, f"backend {backend.name!r} only supports chat; use /v1/chat/completions")
         params = _decoding(req, req.max_tokens, min(16, max_tokens_limit), max_tokens_limit)
         for p in req.prompt:
-            check_context(p, params.max_new_tokens)
+            check_context(getattr(backend, "_encode", None), p, params.max_new_tokens)
         rid, now = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         if req.stream:
             def chunk(piece: str | None, finish: str | None, first: bool = False, usage_only: bool = False):

@@ -76,10 +76,10 @@ def test_interrupted_run_resumes_every_id_once(hf_backend, tmp_path):
 
 @pytest.mark.slow
 def test_killed_process_rerun_yields_every_id_exactly_once(varied_model_dir, tmp_path):
-    data = write_dataset(tmp_path / "data.jsonl", 12)
+    data = write_dataset(tmp_path / "data.jsonl", 8)
     out = tmp_path / "pred.jsonl"
     cmd = [sys.executable, "-m", "polyinstruct", "predict", str(varied_model_dir), "--data", str(data),
-           "--out", str(out), "--max-new-tokens", "32", "--batch-size", "2", "--template", "tulu",
+           "--out", str(out), "--max-new-tokens", "16", "--batch-size", "2", "--chunk-size", "2", "--template", "tulu",
            "--no-progress"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -89,10 +89,10 @@ def test_killed_process_rerun_yields_every_id_exactly_once(varied_model_dir, tmp
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     partial = list(iter_jsonl(out))
-    assert 0 < len(partial) < 12, "the kill should land mid-run"
+    assert 0 < len(partial) < 8, "the kill should land mid-run"
     assert subprocess.run(cmd, env=env, capture_output=True).returncode == 0
     ids = [r["id"] for r in iter_jsonl(out)]
-    assert sorted(ids) == sorted(f"r{i}" for i in range(12)) and len(ids) == 12
+    assert sorted(ids) == sorted(f"r{i}" for i in range(8)) and len(ids) == 8
 
 
 def test_duplicate_ids_are_rejected(hf_backend, tmp_path):
