@@ -93,3 +93,21 @@ def load_human_scores(path: str) -> list[dict[str, Any]]:
                             field="preference")
         rows.append(r)
     return rows
+
+
+def agreement_report(human_path: str, judgments_path: str | None = None) -> dict[str, Any]:
+    """Everything ``polyinstruct judge-agreement`` prints: annotator agreement, and
+    system-level Pearson per language against a judge's ``judgments.jsonl`` when given.
+
+    Absolute human scores are compared with the judge's ``score`` (before the language
+    penalty, as humans grade content and language together with the same rubric).
+    """
+    human = load_human_scores(human_path)
+    pairwise = any("preference" in r for r in human)
+    field = "preference" if pairwise else "score"
+    out: dict[str, Any] = {"n_human": len(human), "kind": field,
+                           "annotators": annotator_agreement(human, field=field)}
+    if judgments_path and not pairwise:
+        judged = list(iter_jsonl(judgments_path))
+        out["system_level_pearson"] = system_level_pearson(human, judged)
+    return out

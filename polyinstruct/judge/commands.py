@@ -37,6 +37,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     j.add_argument("--no-progress", action="store_true")
     j.set_defaults(func=_judge)
 
+    a = sub.add_parser("judge-agreement", help="human-human and human-LLM agreement from a human score file",
+                       description="Annotator agreement (exact, Cohen's kappa; pairwise ties count half) and, with "
+                                   "--judgments, system-level Pearson per language between humans and the judge.")
+    a.add_argument("human", help="JSONL: {id, model, language, annotator, score | preference}")
+    a.add_argument("--judgments", help="judgments.jsonl written by `polyinstruct judge`")
+    a.set_defaults(func=_agreement)
+
 
 def _lid(args: argparse.Namespace) -> int:
     kw = dict(threshold=args.threshold, min_letters=args.min_letters, refine=not args.no_refine)
@@ -80,4 +87,11 @@ def _judge(args: argparse.Namespace) -> int:
     with open(f"{args.out}/summary.md", encoding="utf-8") as f:
         print(f.read())
     print(json.dumps({k: summary[k] for k in ("n", "cached", "unparsed", "errors", "usage")}))
+    return 0
+
+
+def _agreement(args: argparse.Namespace) -> int:
+    from polyinstruct.judge.agreement import agreement_report
+
+    print(json.dumps(agreement_report(args.human, args.judgments), indent=2))
     return 0

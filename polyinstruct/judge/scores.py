@@ -146,7 +146,9 @@ def markdown_table(summary: dict[str, Any]) -> str:
         for lang, c in m["languages"].items():
             lines.append(f"| {model} | {lang} | {c['n']} | {c['total_before']:g} | {c['total_after']:g} | "
                          f"{c['max_total']:g} | {c['n_wrong_language']} | {c['n_undetermined']} | {c['n_unparsed']} |")
+    lines += ["", "| model | language robustness (mean drop before -> after penalty) | over languages |",
+              "|---|---:|---|"]
+    for model, m in summary["models"].items():
         rob = m.get("robustness")
-        lines.append(f"| {model} | **robustness** (mean drop over {', '.join(m['robustness_languages'])}) | | | | | "
-                     f"{'' if rob is None else f'{rob:g}'} | | |")
+        lines.append(f"| {model} | {'' if rob is None else f'{rob:g}'} | {', '.join(m['robustness_languages'])} |")
     return "\n".join(lines) + "\n"

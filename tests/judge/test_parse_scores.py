@@ -113,3 +113,19 @@ def test_agreement_statistics(tmp_path):
     p.write_text('{"id": 1, "annotator": "x", "preference": "better"}\n')
     with pytest.raises(DataError, match="h.jsonl:1: preference"):
         load_human_scores(str(p))
+
+
+def test_agreement_cli(tmp_path, capsys):
+    import json
+
+    from polyinstruct.cli import main
+
+    human = [{"id": i, "model": m, "language": "en", "annotator": a, "score": s}
+             for a in ("h1", "h2") for i, (m, s) in enumerate([("a", 3), ("b", 1), ("c", 2)])]
+    (tmp_path / "h.jsonl").write_text("".join(json.dumps(r) + "\n" for r in human))
+    judged = [{"id": i, "model": m, "language": "en", "score": s} for i, (m, s) in enumerate([("a", 3), ("b", 2), ("c", 2)])]
+    (tmp_path / "j.jsonl").write_text("".join(json.dumps(r) + "\n" for r in judged))
+    assert main(["judge-agreement", str(tmp_path / "h.jsonl"), "--judgments", str(tmp_path / "j.jsonl")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["annotators"]["agreement"] == 1.0 and out["annotators"]["kappa"] == 1.0
+    assert out["system_level_pearson"]["en"]["pearson"] == pytest.approx(pearson([3, 1, 2], [3, 2, 2]), abs=1e-4)
