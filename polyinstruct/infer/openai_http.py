@@ -92,6 +92,10 @@ class OpenAIHTTPBackend:
         self._client = httpx.Client(base_url=self.base_url, headers=headers, timeout=httpx.Timeout(timeout),
                                     limits=httpx.Limits(max_connections=concurrency + 2))
 
+    @property
+    def model_name(self) -> str:
+        return self.model
+
     # -- request building -------------------------------------------------------------
     def _body(self, messages: list[dict[str, str]], params: DecodingParams, stream: bool = False) -> dict:
         body: dict[str, Any] = {

@@ -33,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     j.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a judge config field (repeatable), e.g. --set mode=pairwise")
     j.add_argument("--lid", default="fasttext-lite", help="identifier for the language penalty, or 'none'")
+    j.add_argument("--lenient-close-pairs", action="store_true",
+                   help="no/da, bg/ru and similar mismatches count as undetermined, not wrong language")
     j.add_argument("--seen-languages", help="comma-separated languages for the robustness average")
     j.add_argument("--no-progress", action="store_true")
     j.set_defaults(func=_judge)
@@ -83,7 +85,8 @@ def _judge(args: argparse.Namespace) -> int:
     seen = args.seen_languages.split(",") if args.seen_languages else None
     summary = judge_predictions(args.predictions, args.out, judge=cfg,
                                 lid=None if args.lid == "none" else args.lid,
-                                progress=not args.no_progress, seen_languages=seen)
+                                progress=not args.no_progress, seen_languages=seen,
+                                lenient_close_pairs=args.lenient_close_pairs)
     with open(f"{args.out}/summary.md", encoding="utf-8") as f:
         print(f.read())
     print(json.dumps({k: summary[k] for k in ("n", "cached", "unparsed", "errors", "usage")}))

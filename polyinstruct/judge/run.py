@@ -68,13 +68,15 @@ def read_predictions(path: str | Path, *, need_reference: bool = False) -> list[
 
 def judge_predictions(predictions_path: str | Path, out_dir: str | Path, *, judge: dict | str | JudgeConfig,
                       lid: str | LanguageIdentifier | None = "fasttext-lite", progress: bool = False,
-                      seen_languages: Iterable[str] | None = None, backend: Any = None) -> dict[str, Any]:
+                      seen_languages: Iterable[str] | None = None, backend: Any = None,
+                      lenient_close_pairs: bool = False) -> dict[str, Any]:
     """Judge every prediction and write judgments/summary; returns the summary dict.
 
     ``judge``: JudgeConfig fields as a dict, a YAML path, or a model name.
     ``lid``: identifier name or instance for the language penalty (None: no penalty).
     ``seen_languages``: languages for the robustness average (default: seed 1's six
     seen languages that occur, else all). ``backend``: an already-built backend.
+    ``lenient_close_pairs``: see ``scores.apply_language_penalty``.
     """
     cfg = resolve_judge_config(judge)
     template = load_template(cfg.template_name())
@@ -105,7 +107,8 @@ def judge_predictions(predictions_path: str | Path, out_dir: str | Path, *, judg
             backend.close()
     identifier = load_identifier(lid) if isinstance(lid, str) else lid
     if identifier is not None:
-        apply_language_penalty(rows, [p["response"] for p in preds], identifier)
+        apply_language_penalty(rows, [p["response"] for p in preds], identifier,
+                               lenient_close_pairs=lenient_close_pairs)
     langs = {r.get("language") for r in rows}
     if seen_languages is None:
         seen = [lg for lg in SEED_SEEN_LANGUAGES if lg in langs] or None
@@ -114,7 +117,8 @@ def judge_predictions(predictions_path: str | Path, out_dir: str | Path, *, judg
     summary: dict[str, Any] = {"predictions": str(predictions_path), "n": len(rows), "mode": cfg.mode,
                                "judge": kw["judge_name"], "template": template.name,
                                "template_version": template.version,
-                               "lid": getattr(identifier, "name", None), "wall_s": round(time.time() - t0, 3),
+                               "lid": getattr(identifier, "name", None), "lenient_close_pairs": lenient_close_pairs,
+                               "wall_s": round(time.time() - t0, 3),
                                "cached": sum(bool(r.get("cached")) for r in rows),
                                "unparsed": sum(not r.get("parsed") and not r.get("error") for r in rows),
                                "errors": sum(bool(r.get("error")) for r in rows),

@@ -19,11 +19,28 @@ from typing import Any, Iterable
 from polyinstruct.judge.codes import normalize_code, same_language
 
 
-def apply_language_penalty(rows: list[dict[str, Any]], answers: list[str], identifier: Any) -> list[dict[str, Any]]:
-    """Add ``lid_language``, ``lid_confidence``, ``language_match`` and ``final_score`` to each row."""
+# Pairs a statistical identifier confuses on short text (see docs/judging.md).
+CLOSE_PAIRS = frozenset(frozenset(p) for p in [
+    ("no", "da"), ("no", "sv"), ("da", "sv"), ("bg", "ru"), ("bg", "mk"), ("ru", "uk"), ("ru", "be"),
+    ("sr", "hr"), ("hr", "bs"), ("sr", "bs"), ("cs", "sk"), ("id", "ms"), ("hi", "ur"), ("es", "gl"),
+    ("pt", "gl"), ("es", "ca"), ("zh", "wuu"), ("zh", "yue"), ("zh", "ja")])
+
+
+def apply_language_penalty(rows: list[dict[str, Any]], answers: list[str], identifier: Any, *,
+                           lenient_close_pairs: bool = False) -> list[dict[str, Any]]:
+    """Add ``lid_language``, ``lid_confidence``, ``language_match`` and ``final_score`` to each row.
+
+    ``lenient_close_pairs``: a mismatch between two languages of ``CLOSE_PAIRS`` (e.g.
+    Norwegian expected, Danish detected) counts as undetermined instead of wrong, for
+    identifiers that cannot separate them reliably on short text.
+    """
     ids = identifier.identify(answers)
     for row, (code, conf) in zip(rows, ids):
         match = same_language(code, row.get("language"))
+        if match is False and lenient_close_pairs and \
+                frozenset((code, normalize_code(row.get("language")))) in CLOSE_PAIRS:
+            match = None
+            row["language_note"] = "close pair: treated as undetermined"
         row["lid_language"], row["lid_confidence"] = code, round(float(conf), 4)
         row["language_match"] = match
         score = row.get("score")

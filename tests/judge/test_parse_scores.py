@@ -129,3 +129,20 @@ def test_agreement_cli(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["annotators"]["agreement"] == 1.0 and out["annotators"]["kappa"] == 1.0
     assert out["system_level_pearson"]["en"]["pearson"] == pytest.approx(pearson([3, 1, 2], [3, 2, 2]), abs=1e-4)
+
+
+def test_lenient_close_pairs_option():
+    from polyinstruct.judge.scores import apply_language_penalty
+
+    class Fixed:
+        def identify(self, texts):
+            return [("da", 0.9), ("en", 0.99)]
+
+    def rows():
+        return [{"language": "no", "score": 3}, {"language": "no", "score": 3}]
+
+    strict = apply_language_penalty(rows(), ["x", "y"], Fixed())
+    assert [r["final_score"] for r in strict] == [0.0, 0.0]
+    lenient = apply_language_penalty(rows(), ["x", "y"], Fixed(), lenient_close_pairs=True)
+    assert [r["language_match"] for r in lenient] == [None, False]  # English is still wrong
+    assert [r["final_score"] for r in lenient] == [3.0, 0.0]
