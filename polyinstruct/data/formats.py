@@ -309,6 +309,9 @@ class RecordStream:
                 if isinstance(row, RecordError):
                     sink.reject(row, rr.raw)
                     continue
+                # A flat OASST row completes the *previous* tree: its records belong to that
+                # tree's first line, not to this row.
+                line, src_row = rr.line, row
                 try:
                     if fmt is None:
                         fmt = FORMATS.get(detect_format(row))
@@ -317,7 +320,7 @@ class RecordStream:
                         if oasst.is_flat_row(row):
                             grouper = grouper or oasst.FlatTreeGrouper(self.oasst_paths)
                             done = grouper.add(row, rr.line)
-                            recs = done[1] if done else []
+                            line, recs, src_row = (done[0], done[1], {}) if done else (rr.line, [], row)
                         else:
                             recs = oasst.nested_tree_records(row, self.oasst_paths)
                     else:
@@ -325,13 +328,14 @@ class RecordStream:
                     if isinstance(recs, dict):
                         recs = [recs]
                     for rec in recs:
-                        rec = finish(rec, row, f"{stem}-{rr.line}", source or stem, language)
+                        rec = finish(rec, src_row, f"{stem}-{line}", source or stem, language)
                         check(rec)
                         self.read += 1
                         yield make(rec)
                 except RecordError as e:
-                    sink.reject(e.located(rr.path, rr.line), rr.raw if rr.raw is not None else row)
+                    sink.reject(e.located(rr.path, line), rr.raw if rr.raw is not None else row)
             if grouper is not None:
+                line = grouper.first_line
                 try:
                     done = grouper.flush()
                     for rec in (done[1] if done else []):
@@ -340,11 +344,11 @@ class RecordStream:
                         self.read += 1
                         yield make(rec)
                 except RecordError as e:
-                    sink.reject(e.located(str(self.path), None), None)
+                    sink.reject(e.located(current_path or str(self.path), line), None)
         finally:
             sink.close()
         if sink.counts:
-            log.info("%s: %s", self.path, sink.summary())
+            log.debug("%s: %s", self.path, sink.summary())
 
 
 def read_records(path: str | os.PathLike, format: str | None = None, *, on_error: str = "raise",

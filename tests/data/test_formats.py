@@ -133,3 +133,18 @@ def test_undetectable_rows_name_the_fields():
 
     with pytest.raises(RecordError, match="cannot detect the format"):
         detect_format({"question": "q", "answer": "a"})
+
+
+def test_oasst_errors_point_at_the_tree_first_line(tmp_path):
+    rows = [
+        {"message_id": "m1", "parent_id": None, "message_tree_id": "t1", "role": "prompter", "text": "Hi"},
+        {"message_id": "m2", "parent_id": "m1", "message_tree_id": "t1", "role": "assistant", "text": " ", "rank": 0},
+        {"message_id": "n1", "parent_id": None, "message_tree_id": "t2", "role": "prompter", "text": "Yo"},
+        {"message_id": "n2", "parent_id": "n1", "message_tree_id": "t2", "role": "assistant", "text": "", "rank": 0},
+    ]
+    p = tmp_path / "o.jsonl"
+    p.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    stream = read_records(p, on_error="skip")
+    assert list(stream) == []
+    assert stream.sink.messages == [f"{p}:1: messages[1].content: empty assistant turn",
+                                    f"{p}:3: messages[1].content: empty assistant turn"]
