@@ -87,7 +87,7 @@ def tree_to_records(tree_id: str, root: dict[str, Any], mode: str = "top") -> li
         lang = root.get("lang")
         for m in msgs:  # keep per-message language only where it differs from the prompt's
             if m.get("language") == lang:
-                m.pop("language")
+                m.pop("language", None)
         rid = tree_id if mode == "top" else f"{tree_id}-{path[-1].get('message_id', len(records))}"
         rec: dict[str, Any] = {"id": rid, "messages": msgs}
         if lang:
