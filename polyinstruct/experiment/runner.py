@@ -120,7 +120,8 @@ def _run_cell(cfg: ExperimentConfig, cell: Cell, cdir: Path, root: Path, model_p
         if cfg.judge:
             from polyinstruct.judge.run import judge_predictions
 
-            judge_summary = judge_predictions(pred, cdir / "judge", judge=cfg.judge, lid=cfg.lid, progress=progress)
+            judge_summary = judge_predictions(pred, cdir / "judge", judge=cfg.judge, lid=cfg.lid, progress=progress,
+                                              seen_languages=cfg.train_languages)
         from polyinstruct.judge.lid import load_identifier
 
         rows = score_predictions(pred, identifier=load_identifier(cfg.lid), seen_languages=cfg.train_languages,

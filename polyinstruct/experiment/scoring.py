@@ -43,6 +43,7 @@ def score_predictions(pred_path: Path, *, identifier, seen_languages: list[str],
             # "undetermined" (None) counts as not in the prompt's language here: an empty or
             # code-only answer to a natural-language prompt is not a success.
             "lang_match_rate": sum(1 for m in matches if m) / len(items),
+            "lang_undetermined_rate": sum(1 for m in matches if m is None) / len(items),
             "chrf": chrf(responses, [r.get("reference") or "" for r in items])
             if all(r.get("reference") for r in items) else None,
             "mean_completion_tokens": sum(r.get("completion_tokens", 0) for r in items) / len(items),
@@ -56,9 +57,10 @@ def score_predictions(pred_path: Path, *, identifier, seen_languages: list[str],
 
 
 def _judge_row(summary: dict[str, Any], lang: str) -> dict[str, Any] | None:
-    """Pull one language's totals out of ``judge_predictions``' summary."""
-    for entry in summary.get("per_language", []) or []:
-        if entry.get("language") == lang:
-            return {"judge_total": entry.get("total"), "judge_total_penalized": entry.get("total_penalized"),
-                    "judge_max": entry.get("max_total")}
+    """Pull one language's totals out of ``judge_predictions``' single-answer summary."""
+    for model in (summary.get("scores") or {}).get("models", {}).values():
+        c = model.get("languages", {}).get(lang)
+        if c:
+            return {"judge_total": c["total_before"], "judge_total_penalized": c["total_after"],
+                    "judge_max": c["max_total"]}
     return None
