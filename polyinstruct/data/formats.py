@@ -268,7 +268,8 @@ class RecordStream:
     """
 
     def __init__(self, path: str | os.PathLike, format: str | None, on_error: str, rejects_path, source, language,
-                 oasst_paths: str = "top", as_dicts: bool = False, raw_rows: Iterator[Any] | None = None):
+                 oasst_paths: str = "top", as_dicts: bool = False, raw_rows: Iterator[Any] | None = None,
+                 require_answer: bool = True):
         self.path = Path(path)
         self.raw_rows = raw_rows
         self.format = format
@@ -277,6 +278,7 @@ class RecordStream:
         self.language = language
         self.oasst_paths = oasst_paths
         self.as_dicts = as_dicts
+        self.require_answer = require_answer
         self.read = 0
         self._it = self._generate()
 
@@ -297,7 +299,10 @@ class RecordStream:
     def _generate(self) -> Iterator[Any]:
         fmt: Format | None = get_format(self.format) if self.format else None
         sink, source, language = self.sink, self.source, self.language
-        finish, check = _finish, check_record
+        finish, require_answer = _finish, self.require_answer
+
+        def check(rec: dict[str, Any]) -> None:
+            check_record(rec, require_answer)
         make = (lambda d: d) if self.as_dicts else Conversation.from_dict
         grouper: oasst.FlatTreeGrouper | None = None
         current_path = None
@@ -353,14 +358,16 @@ class RecordStream:
 
 def read_records(path: str | os.PathLike, format: str | None = None, *, on_error: str = "raise",
                  rejects_path: str | os.PathLike | None = None, source: str | None = None,
-                 language: str | None = None, oasst_paths: str = "top") -> RecordStream:
+                 language: str | None = None, oasst_paths: str = "top", require_answer: bool = True) -> RecordStream:
     """Stream validated ``Conversation`` records from a file, folder, glob or save_to_disk folder.
 
     ``format=None`` detects the format from the first row's fields. Bad rows
     raise ``RecordError`` (``path:line: field: reason``) or, with
     ``on_error="skip"``, go to ``rejects_path`` and are counted in
     ``stream.rejected``. ``source``/``language`` fill records that lack them.
+    ``require_answer=False`` accepts prompt-only records (no final assistant turn).
     """
     if format is not None:
         get_format(format)  # fail early with a did-you-mean
-    return RecordStream(path, format, on_error, rejects_path, source, language, oasst_paths)
+    return RecordStream(path, format, on_error, rejects_path, source, language, oasst_paths,
+                        require_answer=require_answer)

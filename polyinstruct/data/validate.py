@@ -37,13 +37,14 @@ class RecordError(DataError):
                            field=self.field, record_id=self.record_id)
 
 
-def check_record(d: dict[str, Any]) -> None:
+def check_record(d: dict[str, Any], require_answer: bool = True) -> None:
     """Raise ``RecordError`` (without location) when a canonical dict breaks the schema.
 
     Rules: ``id`` is a non-empty string; ``messages`` is a non-empty list of
     ``{role, content}`` with role system|user|assistant and string content;
     system only first; the first other turn is a user turn; no empty turn; the
-    last turn is an assistant turn; language codes look like ISO 639-1.
+    last turn is an assistant turn (unless ``require_answer=False``, for
+    prompt-only sets such as inference inputs); language codes look like ISO 639-1.
     """
     if not d.get("id"):
         raise RecordError("missing-field", "missing record id", field="id")
@@ -81,7 +82,7 @@ def check_record(d: dict[str, Any]) -> None:
         if lang is not None and not (isinstance(lang, str) and _LANG_RE.match(lang)):
             raise RecordError("bad-language", f"language {lang!r} is not an ISO 639-1 code",
                               field=f"messages[{i}].language", record_id=d["id"])
-    if msgs[-1].get("role") != "assistant":
+    if require_answer and msgs[-1].get("role") != "assistant":
         raise RecordError("no-final-assistant", "conversation does not end with an assistant turn",
                           field=f"messages[{len(msgs) - 1}].role", record_id=d["id"])
     lang = d.get("language")

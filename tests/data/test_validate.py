@@ -115,3 +115,11 @@ def test_on_error_must_be_known(tmp_path):
     p = write_lines(tmp_path / "x.jsonl", [json.dumps({"instruction": "q", "output": "a"})])
     with pytest.raises(Exception, match="on_error"):
         list(read_records(p, on_error="ignore"))
+
+
+def test_prompt_only_records_when_no_answer_is_required(tmp_path):
+    rows = [{"id": "p1", "messages": [{"role": "user", "content": "Why is the sky blue?"}]}]
+    p = write_lines(tmp_path / "prompts.jsonl", [json.dumps(r) for r in rows])
+    with pytest.raises(RecordError, match="does not end with an assistant turn"):
+        list(read_records(p))
+    assert [c.id for c in read_records(p, require_answer=False)] == ["p1"]
