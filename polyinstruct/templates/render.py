@@ -98,6 +98,10 @@ class ChatTemplate:
         else:
             self._jinja = None
             self._with_input = self.spec.variant("with_input")
+            # scaffolding with {eos}/{bos} resolved once (not per conversation)
+            self._fixed = {id(sp): tuple(sp.resolve_specials(getattr(sp, f) or "")
+                                         for f in ("assistant", "eot", "assistant_suffix"))
+                           for sp in (self.spec, self._with_input)}
 
     # ---------------------------------------------------------------- basics
     @property
@@ -183,7 +187,7 @@ class ChatTemplate:
         system_text = spec.default_system
         if msgs and msgs[0].role == "system":
             system_text, start = msgs[0].content, 1
-        res = spec.resolve_specials
+        assistant, eot, suffix = self._fixed[id(spec)]
         segs: list[Segment] = []
         pending_system = None
         if system_text is not None:
@@ -215,13 +219,13 @@ class ChatTemplate:
                     raise TemplateError(f"template {spec.name!r} folds the system prompt into the first user turn, "
                                         f"but conversation {record_id or '?'} has no user turn before the assistant",
                                         field="messages")
-                if spec.assistant:
-                    segs.append(Segment(res(spec.assistant), False, i))
+                if assistant:
+                    segs.append(Segment(assistant, False, i))
                 if m.content:
                     segs.append(Segment(m.content, True, i))
-                segs.append(Segment(res(spec.eot), True, i))
-                if spec.assistant_suffix:
-                    segs.append(Segment(res(spec.assistant_suffix), False, i))
+                segs.append(Segment(eot, True, i))
+                if suffix:
+                    segs.append(Segment(suffix, False, i))
             else:  # a system message after the first position
                 if spec.system is None:
                     raise DataError(f"template {spec.name!r} supports a system message only first",
@@ -230,6 +234,6 @@ class ChatTemplate:
         if pending_system is not None and add_gen:
             raise TemplateError(f"template {spec.name!r} needs a user turn to carry the system prompt",
                                 field="messages")
-        if add_gen and spec.assistant:
-            segs.append(Segment(res(spec.assistant), False, len(msgs)))
+        if add_gen and assistant:
+            segs.append(Segment(assistant, False, len(msgs)))
         return segs

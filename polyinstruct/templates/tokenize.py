@@ -38,6 +38,7 @@ class TokenizerInfo:
     sentinel_id: int | None  # special token used to encode continuations
     sentinel_text: str
     needs_sentinel: bool  # encoding a string alone adds a dummy prefix
+    backend_ok: bool = False  # backend_tokenizer.encode_batch_fast gives the same ids as tokenizer()
 
     @classmethod
     def probe(cls, tok: Any) -> "TokenizerInfo":
@@ -59,7 +60,26 @@ class TokenizerInfo:
                 if alone != cont:
                     needs = True
                     break
-        return cls(bos_id, adds_bos, sentinel_id, sentinel_text, needs)
+        backend = getattr(tok, "backend_tokenizer", None)
+        backend_ok = False
+        if backend is not None and hasattr(backend, "encode_batch_fast"):
+            probes = ["a", " a b", "\n\nx", "中文 🙂", "  two  ", (sentinel_text or "") + " z", "Hello world."]
+            fast = [e.ids for e in backend.encode_batch_fast(probes, add_special_tokens=False)]
+            backend_ok = fast == tok(probes, add_special_tokens=False)["input_ids"] and \
+                backend.decode_batch(fast, skip_special_tokens=False) == tok.batch_decode(
+                    fast, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        return cls(bos_id, adds_bos, sentinel_id, sentinel_text, needs, backend_ok)
+
+    def decode(self, tok: Any, seqs: list[list[int]]) -> list[str]:
+        if self.backend_ok:
+            return tok.backend_tokenizer.decode_batch(seqs, skip_special_tokens=False)
+        return tok.batch_decode(seqs, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    def encode(self, tok: Any, texts: list[str]) -> list[list[int]]:
+        """ids of each text without special tokens; the Rust batch path when it is equivalent."""
+        if self.backend_ok:
+            return [e.ids for e in tok.backend_tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
+        return tok(texts, add_special_tokens=False)["input_ids"]
 
     def add_bos(self, policy: str) -> bool:
         if self.bos_id is None or policy == "never":
@@ -93,7 +113,7 @@ def encode_segments(batch: list[list[Segment]], tok: Any, info: TokenizerInfo, b
     for runs in all_runs:
         for j, (text, _, _) in enumerate(runs):
             flat.append(info.sentinel_text + text if (j and info.needs_sentinel) else text)
-    enc = tok(flat, add_special_tokens=False)["input_ids"] if flat else []
+    enc = info.encode(tok, flat) if flat else []
     bos = info.add_bos(bos_policy)
     out: list[Encoded] = []
     k = 0
@@ -144,10 +164,12 @@ def finish_example(enc: Encoded, conv_id: str, *, max_length: int | None, train_
         return None, "dropped_no_complete_turn"
     keep = None if train_on == "all" else {max(turns)}
     labels = _labels(Encoded(ids, runs), keep)
-    n = sum(1 for x in labels if x != IGNORE_INDEX)
+    expected = [text for (s, e, trained, turn, text) in runs if trained and e > s and (keep is None or turn in keep)]
+    n = len(labels) - labels.count(IGNORE_INDEX)
     if n == 0:
         return None, "dropped_no_complete_turn"
-    return {"input_ids": ids, "labels": labels, "length": len(ids), "num_loss_tokens": n, "id": conv_id}, status
+    return {"input_ids": ids, "labels": labels, "length": len(ids), "num_loss_tokens": n, "id": conv_id,
+            "_expected": expected}, status
 
 
 def check_options(train_on: str, truncation: str, max_length: int | None) -> None:
@@ -180,22 +202,18 @@ def tokenize_many(conversations: Iterable[Conversation], tokenizer: Any, templat
     convs = list(conversations)
     encs = encode_segments([_segments_for(c, template) for c in convs], tokenizer, info, template.spec.bos)
     results = []
+    expected = []
     for conv, enc in zip(convs, encs):
         row, status = finish_example(enc, conv.id, max_length=max_length, train_on=train_on, truncation=truncation)
         if row is not None:
             row["language"] = conv.language
             row["source"] = conv.source
+            # the texts the labelled spans must decode to: kept assistant contents + end of turn
+            expected.append((row, row.pop("_expected")))
         results.append((row, status))
     if verify:
-        verify_labels([(r, _expected(r, enc)) for (r, _), enc in zip(results, encs) if r is not None],
-                      tokenizer, info)
+        verify_labels(expected, tokenizer, info)
     return results
-
-
-def _expected(row: dict, enc: Encoded) -> list[str]:
-    """Texts the labelled spans must decode to: each kept trained run (assistant content + end of turn)."""
-    labelled = {i for i, x in enumerate(row["labels"]) if x != IGNORE_INDEX}
-    return [text for (s, e, trained, _, text) in enc.runs if trained and e > s and s in labelled]
 
 
 def tokenize_conversation(conversation: Conversation, tokenizer: Any, template: ChatTemplate, *,

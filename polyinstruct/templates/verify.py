@@ -21,19 +21,19 @@ IGNORE_INDEX = -100
 
 def labelled_spans(input_ids: list[int], labels: list[int]) -> list[list[int]]:
     """Contiguous runs of labelled positions, as token id lists (checks labels == ids there)."""
-    spans: list[list[int]] = []
-    cur: list[int] | None = None
-    for tid, lab in zip(input_ids, labels):
-        if lab == IGNORE_INDEX:
-            cur = None
-            continue
-        if lab != tid:
-            raise SpanMismatchError(f"label {lab} differs from input id {tid}: labels must be the unshifted ids")
-        if cur is None:
-            cur = []
-            spans.append(cur)
-        cur.append(tid)
-    return spans
+    import numpy as np
+
+    lab = np.asarray(labels, dtype=np.int64)
+    ids = np.asarray(input_ids, dtype=np.int64)
+    on = lab != IGNORE_INDEX
+    if not on.any():
+        return []
+    if (lab[on] != ids[on]).any():
+        k = int(np.flatnonzero(on & (lab != ids))[0])
+        raise SpanMismatchError(f"label {labels[k]} at position {k} differs from input id {input_ids[k]}: "
+                                "labels must be the unshifted ids")
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], on.view(np.int8), [0]))))
+    return [input_ids[int(a):int(b)] for a, b in zip(edges[::2], edges[1::2])]
 
 
 def _normalizer(tok: Any):
@@ -54,7 +54,7 @@ def verify_labels(items: list[tuple[dict, list[str]]], tokenizer: Any, info: Any
         for span in labelled_spans(row["input_ids"], row["labels"]):
             to_decode.append(prefix + span)
             owners.append(n)
-    decoded = tokenizer.batch_decode(to_decode, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    decoded = info.decode(tokenizer, to_decode)
     if prefix:
         decoded = [d[len(info.sentinel_text):] for d in decoded]
     got: list[list[str]] = [[] for _ in items]
