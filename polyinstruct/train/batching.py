@@ -1,5 +1,7 @@
 """Which examples go into which optimizer step, micro-batch and process.
 
+Collation (padded or packed rows) is ``polyinstruct.templates.collate``'s.
+
 The data order is a pure function of (seed, epoch, step): a seeded permutation
 per epoch cut into global batches. That makes resuming exact (no sampler state
 to save beyond the step) and makes 1 process with gradient accumulation k and k
@@ -67,38 +69,3 @@ class BatchPlan:
 def loss_tokens(labels: Sequence[int]) -> int:
     """Tokens that carry loss after the causal shift (label at position t>=1)."""
     return sum(1 for x in labels[1:] if x != IGNORE)
-
-
-def collate_padded(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded batch with an attention mask; labels -100 on padding."""
-    width = max(len(e["input_ids"]) for e in examples)
-    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(examples), width), dtype=torch.long)
-    for r, e in enumerate(examples):
-        n = len(e["input_ids"])
-        ids[r, :n] = torch.as_tensor(e["input_ids"])
-        labels[r, :n] = torch.as_tensor(e["labels"])
-        mask[r, :n] = 1
-    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
-
-
-def collate_packed(examples: list[dict]) -> dict[str, torch.Tensor]:
-    """One row of concatenated examples; position_ids restart per example.
-
-    transformers detects the restarts and applies a block-diagonal causal mask
-    (or FlashAttention varlen), so examples never attend to each other. The
-    first token of each example is unlabelled so no loss crosses a boundary.
-    """
-    ids: list[int] = []
-    labels: list[int] = []
-    pos: list[int] = []
-    for e in examples:
-        n = len(e["input_ids"])
-        ids.extend(e["input_ids"])
-        lab = list(e["labels"])
-        lab[0] = IGNORE
-        labels.extend(lab)
-        pos.extend(range(n))
-    t = lambda x: torch.tensor([x], dtype=torch.long)  # noqa: E731
-    return {"input_ids": t(ids), "labels": t(labels), "position_ids": t(pos)}

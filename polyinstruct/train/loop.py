@@ -22,7 +22,8 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from polyinstruct.train.batching import IGNORE, BatchPlan, collate_packed, collate_padded
+from polyinstruct.templates.collate import PackedCollator, PaddedCollator
+from polyinstruct.train.batching import IGNORE, BatchPlan
 from polyinstruct.train.checkpoint import save_best, save_checkpoint
 from polyinstruct.train.config import TrainConfig
 from polyinstruct.train.tracking import MetricsSink
@@ -85,6 +86,8 @@ class Loop:
         self.run_dir, self.sink, self.pad_id, self.skip = run_dir, sink, pad_id, skip_logits
         self.flops_per_token = flops_per_token
         self.lengths = [e["length"] for e in train]
+        self.padded = PaddedCollator(pad_id)
+        self.collate = PackedCollator() if cfg.packing else self.padded
         self.progress = progress and accelerator.is_main_process
         self.ckpt_root = run_dir / "checkpoints"
         # DeepSpeed divides the loss by its accumulation steps itself; plain/DDP runs pass 1.
@@ -93,7 +96,7 @@ class Loop:
     # ---- one optimizer step -------------------------------------------------
     def _batch(self, idx: list[int]) -> dict[str, torch.Tensor]:
         exs = [self.train[i] for i in idx]
-        b = collate_packed(exs) if self.cfg.packing else collate_padded(exs, self.pad_id)
+        b = self.collate(exs)
         return {k: v.to(self.acc.device) for k, v in b.items()}
 
     def _forward_ce(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -152,7 +155,7 @@ class Loop:
         bs = self.cfg.eval_batch_size
         for s in range(0, len(mine), bs):
             exs = [self.val[i] for i in mine[s:s + bs]]
-            b = {k: v.to(self.acc.device) for k, v in collate_padded(exs, self.pad_id).items()}
+            b = {k: v.to(self.acc.device) for k, v in self.padded(exs).items()}
             labels = b.pop("labels")
             with self.acc.autocast():
                 logits = self.model(**b, use_cache=False).logits

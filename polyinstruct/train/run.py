@@ -38,10 +38,12 @@ def is_finished(run_dir: str | os.PathLike) -> bool:
 
 
 def _accelerator(cfg: TrainConfig, grad_accum_if_engine: int):
+    import torch
     from accelerate import Accelerator
 
     deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
-    acc = Accelerator(mixed_precision=cfg.mixed_precision,
+    # cpu=True on CPU-only machines so torchrun/accelerate launch gives gloo DDP (MULTI_CPU).
+    acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available(),
                       gradient_accumulation_steps=grad_accum_if_engine if deepspeed else 1)
     if deepspeed:
         ds = acc.state.deepspeed_plugin.deepspeed_config

@@ -1,0 +1,49 @@
+"""Data order and learning-rate schedule: pure functions the exact-resume and DDP guarantees rest on."""
+
+from __future__ import annotations
+
+from polyinstruct.train.batching import BatchPlan, loss_tokens
+from polyinstruct.train.loop import lr_lambda
+
+
+def test_epoch_order_is_seeded_and_covers_every_example():
+    plan = BatchPlan(n_examples=37, global_batch=8, micro_batch=2, seed=3)
+    assert plan.permutation(0) == BatchPlan(37, 8, 2, seed=3).permutation(0)
+    assert plan.permutation(0) != plan.permutation(1)
+    seen = [i for s in range(plan.steps_per_epoch) for i in plan.step_examples(0, s)]
+    assert sorted(seen) == list(range(37)) and plan.steps_per_epoch == 5
+
+
+def test_processes_share_exactly_the_micro_batches_of_one_process():
+    lengths = [(i * 7) % 13 + 1 for i in range(16)]
+    one = BatchPlan(16, 8, 2, world_size=1)
+    two = BatchPlan(16, 8, 2, world_size=2)
+    assert (one.grad_accum, two.grad_accum) == (4, 2)
+    ex = one.step_examples(0, 0)
+    micro = one.micro_batches(ex, lengths)
+    shares = [two.for_rank(micro, r) for r in range(2)]
+    assert sorted(map(tuple, shares[0] + shares[1])) == sorted(map(tuple, one.for_rank(micro, 0)))
+    # micro-batches are length-sorted, so each holds examples of similar length
+    assert [lengths[i] for mb in micro for i in mb] == sorted((lengths[i] for i in ex), reverse=True)
+
+
+def test_a_short_last_batch_gives_idle_processes_a_no_op_pass():
+    plan = BatchPlan(10, 8, 2, world_size=2)
+    ex = plan.step_examples(0, 1)
+    assert len(ex) == 2
+    micro = plan.micro_batches(ex, [1] * 10)
+    assert len(micro) == 1 and sorted(micro[0]) == sorted(ex)
+    assert plan.for_rank(micro, 0) == [micro[0], []] and plan.for_rank(micro, 1) == [[], []]
+
+
+def test_loss_tokens_count_labels_after_the_causal_shift():
+    assert loss_tokens([5, -100, 7, 8]) == 2  # position 0 never has a prediction
+    assert loss_tokens([-100, -100, 3]) == 1
+
+
+def test_schedules_warm_up_then_decay():
+    lin = lr_lambda("linear", warmup=2, total=10)
+    assert [round(lin(s), 3) for s in (0, 1, 2, 6, 10)] == [0.5, 1.0, 1.0, 0.5, 0.0]
+    cos = lr_lambda("cosine", warmup=0, total=10)
+    assert cos(0) == 1.0 and abs(cos(5) - 0.5) < 1e-9 and cos(10) == 0.0
+    assert lr_lambda("constant", warmup=3, total=10)(0) == 1.0
