@@ -33,6 +33,12 @@ WORDS = ("the quick brown fox jumps over lazy dog give three tips for staying he
          "быстрая коричневая лиса собака 敏捷的 棕色 狐狸 跳过 懒狗 দ্রুত বাদামী শিয়াল 🙂 café résumé").split()
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and its reaped children (datasets.map workers)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def generate(n: int, seed: int = 0) -> list[dict]:
     """Alpaca-shaped records: instruction, input (about 40% non-empty), output."""
     rng = random.Random(seed)
@@ -49,12 +55,12 @@ def run_polyinstruct(records, tok, num_proc, max_length):
     from polyinstruct.templates import load_template
     from polyinstruct.templates.dataset import tokenize_dataset
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_seconds()
     convs = [Conversation(str(i), [Message("user", r["instruction"]), Message("assistant", r["output"])],
                           meta={"input": r["input"]} if r["input"] else {}) for i, r in enumerate(records)]
     ds, report = tokenize_dataset(convs, tok, load_template("alpaca", tok), max_length=max_length,
                                   num_proc=num_proc, verify=True)
-    return time.perf_counter() - t0, ds, report
+    return time.perf_counter() - t0, cpu_seconds() - c0, ds, report
 
 
 def run_trl(records, tok, num_proc, max_length):
@@ -74,7 +80,7 @@ def run_trl(records, tok, num_proc, max_length):
             chat_template = None
             completion_only_loss = True
 
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_seconds()
         # Stanford Alpaca's prompt strings (same text polyinstruct renders), built in Python
         head_in, head = (t._with_input.default_system, t.spec.default_system)
         rows = [{"prompt": (f"{head_in}\n\n### Instruction:\n{r['instruction']}\n\n### Input:\n{r['input']}\n\n"
@@ -84,7 +90,7 @@ def run_trl(records, tok, num_proc, max_length):
         ds = datasets.Dataset.from_list(rows)
         ds = SFTTrainer._prepare_dataset(_Self(), ds, tok, args, packing=False, formatting_func=None,
                                          dataset_name="train")
-        return time.perf_counter() - t0, ds
+        return time.perf_counter() - t0, cpu_seconds() - c0, ds
 
 
 def main(argv=None) -> int:
@@ -107,17 +113,25 @@ def main(argv=None) -> int:
     records = generate(n)
     print(f"{n} Alpaca-like examples, num_proc={a.num_proc}, tokenizer: byte-level BPE ({len(tok)} tokens)")
 
-    trl_s, trl_ds = run_trl(records, tok, a.num_proc, a.max_length)
-    print(f"TRL SFTTrainer._prepare_dataset: {trl_s:.2f} s, {n / trl_s:,.0f} examples/s")
-    pi_s, pi_ds, report = run_polyinstruct(records, tok, a.num_proc, a.max_length)
-    print(f"polyinstruct tokenize_dataset:   {pi_s:.2f} s, {n / pi_s:,.0f} examples/s "
-          f"(verified spans; {report.loss_tokens:,} loss tokens of {report.tokens:,})")
+    load = os.getloadavg()[0]
+    trl_s, trl_cpu, trl_ds = run_trl(records, tok, a.num_proc, a.max_length)
+    print(f"TRL SFTTrainer._prepare_dataset: {trl_s:.2f} s wall, {n / trl_s:,.0f} examples/s "
+          f"({n / trl_cpu:,.0f} examples per CPU-second)")
+    pi_s, pi_cpu, pi_ds, report = run_polyinstruct(records, tok, a.num_proc, a.max_length)
+    print(f"polyinstruct tokenize_dataset:   {pi_s:.2f} s wall, {n / pi_s:,.0f} examples/s "
+          f"({n / pi_cpu:,.0f} examples per CPU-second; spans verified)")
+    load = max(load, os.getloadavg()[0])
+    print(f"machine: {os.cpu_count()} cores, 1-min load average up to {load:.1f} during the run "
+          "(wall-clock figures are only comparable within one run)")
 
-    # sanity: same number of trained tokens per example on both sides (EOS included)
+    # sanity: same number of trained tokens on both sides (answers + EOS)
     trl_loss = sum(sum(1 for x in lab if x != -100) for lab in trl_ds["labels"])
-    print(f"loss tokens: polyinstruct {report.loss_tokens:,}, TRL {trl_loss:,}")
-    result = {"bench": "tokenize_throughput", "examples": n, "num_proc": a.num_proc,
+    print(f"loss tokens: polyinstruct {report.loss_tokens:,}, TRL {trl_loss:,}; tokens {report.tokens:,}")
+    result = {"bench": "tokenize_throughput", "examples": n, "num_proc": a.num_proc, "cores": os.cpu_count(),
+              "load_avg_max": round(load, 2),
               "polyinstruct_examples_per_s": round(n / pi_s, 1), "trl_examples_per_s": round(n / trl_s, 1),
+              "polyinstruct_examples_per_cpu_s": round(n / pi_cpu, 1),
+              "trl_examples_per_cpu_s": round(n / trl_cpu, 1),
               "speedup_vs_trl": round(trl_s / pi_s, 3), "polyinstruct_s": round(pi_s, 3), "trl_s": round(trl_s, 3),
               "polyinstruct_loss_tokens": report.loss_tokens, "trl_loss_tokens": trl_loss,
               "target_met": bool(n / pi_s >= 5000 and pi_s <= trl_s)}

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from polyinstruct.data.records import Conversation
+from polyinstruct.errors import DataError
 from polyinstruct.fileio import read_json, write_json
 from polyinstruct.templates.render import ChatTemplate
 from polyinstruct.templates.tokenize import TokenizerInfo, check_options, tokenize_many
@@ -152,6 +153,9 @@ def _tokenize_dataset(conversations, tokenizer, template, *, max_length, train_o
     ds = mapped.select(keep).remove_columns(["status"]) if len(keep) != len(statuses) else \
         mapped.remove_columns(["status"])
     report.kept = len(ds)
+    if report.total and not report.kept:
+        raise DataError(f"all {report.total} conversations were dropped by truncation={truncation!r} at "
+                        f"max_length={max_length}; raise max_length", field="max_length")
     report.tokens = int(sum(ds["length"])) if len(ds) else 0
     report.loss_tokens = int(sum(ds["num_loss_tokens"])) if len(ds) else 0
     if report.affected:
