@@ -79,7 +79,6 @@ class HFBackend:
         self.eos_ids = sorted(eos_ids)
         # Pad = eos is safe: padding is on the left, masked, and replies are cut at the first eos.
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
-        self._end_ids = set(self.eos_ids) | {self.pad_id}
 
     @classmethod
     def from_path(cls, path: str | Path, *, template: Any = None, device: str | None = None, dtype: Any = None,
@@ -166,12 +165,13 @@ class HFBackend:
         return ids.to(dev), mask.to(dev)
 
     def _finish(self, new_ids: list[int], prompt_len: int, params: DecodingParams, stops: list[str]) -> Generation:
-        n, ended = 0, False
-        for t in new_ids:
-            if t in self._end_ids:
-                ended = True
-                break
-            n += 1
+        eos = set(self.eos_ids)
+        n = next((i for i, t in enumerate(new_ids) if t in eos), len(new_ids))
+        ended = n < len(new_ids)
+        # Rows that finished early (stop string) are filled with pad; a pad the model
+        # itself generated mid-reply is kept, as batch-1 ``generate`` would keep it.
+        while n and new_ids[n - 1] == self.pad_id and self.pad_id not in eos:
+            n -= 1
         text = self.tokenizer.decode(new_ids[:n], skip_special_tokens=True)
         text, hit = trim_at_stop(text, stops)
         finish = "length" if not (ended or hit) and n >= params.max_new_tokens else "stop"

@@ -97,3 +97,16 @@ def test_adapter_unmerged_and_merged_give_identical_greedy_text(varied_model_dir
     d = [x.text for x in HFBackend.from_path(varied_model_dir, adapter=str(adapter_dir), **kw)
          .generate(conversations[:2], GREEDY)]
     assert d == a[:2]
+
+
+def test_pad_generated_mid_reply_is_not_an_end(hf_backend):
+    """Only eos ends a reply; pads after a stop-string finish are trimmed, a generated pad is not."""
+    pad, eos = hf_backend.pad_id, hf_backend.eos_ids[0]
+    assert pad != eos
+    a, b = hf_backend.tokenizer("Hello there", add_special_tokens=False)["input_ids"][:2]
+    p = resolve_decoding("greedy", max_new_tokens=6)
+    g = hf_backend._finish([a, pad, b, eos, pad, pad], 3, p, [])
+    assert (g.completion_tokens, g.finish_reason) == (3, "stop")
+    assert g.text == hf_backend.tokenizer.decode([a, b])
+    g = hf_backend._finish([a, b, pad, pad, pad, pad], 3, p, [])  # stopped by a stop string, then padded
+    assert g.completion_tokens == 2
