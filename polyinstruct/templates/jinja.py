@@ -18,14 +18,30 @@ from polyinstruct.templates.spec import TemplateError, TemplateSpec
 _PROBE = [{"role": "user", "content": "PROBE_USER"}, {"role": "assistant", "content": "PROBE_ANSWER"}]
 
 
+def _compile(source: str):
+    """Compile like transformers' apply_chat_template (its helper is private, so fall back to the same setup)."""
+    try:
+        from transformers.utils.chat_template_utils import _compile_jinja_template
+    except ImportError:  # pragma: no cover - depends on the transformers version
+        import jinja2
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        def raise_exception(message):
+            raise jinja2.exceptions.TemplateError(message)
+
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                            extensions=["jinja2.ext.loopcontrols"])
+        env.globals["raise_exception"] = raise_exception
+        return env.from_string(source)
+    return _compile_jinja_template(source)
+
+
 class JinjaRenderer:
     def __init__(self, spec: TemplateSpec, tokenizer: Any = None):
         self.spec = spec
         self.tokenizer = tokenizer
         try:
-            from transformers.utils.chat_template_utils import _compile_jinja_template
-
-            self._compiled = _compile_jinja_template(spec.chat_template)
+            self._compiled = _compile(spec.chat_template)
         except Exception as e:  # jinja2.TemplateSyntaxError and friends
             raise TemplateError(f"chat_template does not compile: {e}", field="chat_template") from None
         self._eot: str | None = None

@@ -150,10 +150,9 @@ def finish_example(enc: Encoded, conv_id: str, *, max_length: int | None, train_
     if max_length is not None and len(ids) > max_length:
         if truncation == "drop":
             return None, "dropped_too_long"
-        ends = [end for (_, end, trained, _, _) in runs if trained and end <= max_length]
         # a turn is complete when its whole trained run fits; keep up to the last complete one
-        complete = [r for r in runs if r[2] and r[1] <= max_length]
-        if not ends or not complete:
+        ends = [end for (_, end, trained, _, _) in runs if trained and end <= max_length]
+        if not ends:
             return None, "dropped_no_complete_turn"
         cut = max(ends)
         ids = ids[:cut]
