@@ -21,6 +21,7 @@ def naive_greedy(backend: HFBackend, conv, max_new_tokens: int = 24) -> str:
     return backend.tokenizer.decode(ids, skip_special_tokens=True)
 
 
+@pytest.mark.slow
 def test_batched_left_padded_greedy_equals_one_by_one(hf_backend, conversations):
     gens = hf_backend.generate(conversations, GREEDY)  # batch_size 4: two padded, length-sorted batches
     texts = [g.text for g in gens]
