@@ -134,3 +134,67 @@ def test_concurrent_requests_are_batched_and_all_answered(server, client, hf_bac
     expected = [g.text for g in hf_backend.generate(conversations, resolve_decoding("greedy", max_new_tokens=8))]
     assert all(results[i] == expected[i % len(conversations)] for i in range(16))
     assert worker.batches_run - before < 16, "waiting requests should have been batched"
+
+
+class BlockingBackend:
+    """Holds every generate call until released, to fill the server's queue."""
+
+    name = "blocking"
+
+    def __init__(self):
+        self.release = threading.Event()
+        self.started = threading.Event()
+
+    def generate(self, conversations, params):
+        from polyinstruct.infer.backend import Generation
+
+        self.started.set()
+        self.release.wait(30)
+        return [Generation(text="ok", prompt_tokens=1, completion_tokens=1) for _ in conversations]
+
+    def stream(self, conversation, params):
+        yield "ok"
+
+
+def test_full_queue_answers_503_and_server_recovers():
+    backend = BlockingBackend()
+    app = create_app(backend, model_name="b", max_queue=1, max_batch_size=1)
+    body = {"model": "b", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    with ServerThread(app) as s:
+        results = []
+
+        def post():
+            results.append(httpx.post(s.url + "/v1/chat/completions", json=body, timeout=30).status_code)
+
+        first = threading.Thread(target=post)
+        first.start()
+        assert backend.started.wait(10)  # the worker holds request 1
+        second = threading.Thread(target=post)
+        second.start()
+        deadline = threading.Event()
+        while app.state.worker.queued < 1 and not deadline.wait(0.05):
+            pass
+        r = httpx.post(s.url + "/v1/chat/completions", json=body, timeout=30)
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        assert "busy" in r.json()["error"]["message"]
+        backend.release.set()
+        first.join(30)
+        second.join(30)
+        assert results == [200, 200]
+        assert httpx.post(s.url + "/v1/chat/completions", json=body, timeout=30).status_code == 200
+        # /v1/completions needs a backend that can continue raw text
+        r = httpx.post(s.url + "/v1/completions", json={"model": "b", "prompt": "x"}, timeout=30)
+        assert r.status_code == 400 and "only supports chat" in r.json()["error"]["message"]
+
+
+def test_client_that_drops_a_stream_does_not_block_the_server(server, client):
+    headers = {"Authorization": f"Bearer {KEY}"}
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 64, "stream": True,
+            "temperature": 0}
+    with httpx.stream("POST", server.url + "/v1/chat/completions", json=body, headers=headers, timeout=30) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        first = next(r.iter_lines())
+        assert first.startswith("data: ")
+    r = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Hi"}], max_tokens=4,
+                                       temperature=0)
+    assert r.choices[0].finish_reason in ("stop", "length")
