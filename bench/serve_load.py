@@ -62,7 +62,6 @@ async def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120) -> 
 
 async def load(url: str, n: int, concurrency: int, max_tokens: int) -> dict:
     import httpx
-
     from generate_throughput import prompts
 
     convs = prompts(n)

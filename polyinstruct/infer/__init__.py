@@ -10,10 +10,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from polyinstruct.errors import ConfigError, MissingDependencyError
-from polyinstruct.infer.backend import DECODING_PRESETS, DecodingParams, Generation, GenerationBackend
+from polyinstruct.infer.backend import (
+    DECODING_PRESETS,
+    DecodingParams,
+    Generation,
+    GenerationBackend,
+)
 from polyinstruct.registry import Registry
 
 __all__ = ["BACKENDS", "DECODING_PRESETS", "DecodingParams", "Generation", "GenerationBackend", "load_backend"]

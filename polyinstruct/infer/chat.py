@@ -8,7 +8,8 @@ output are parameters so the loop can be driven by tests or other front ends.
 from __future__ import annotations
 
 import sys
-from typing import Callable, TextIO
+from collections.abc import Callable
+from typing import TextIO
 
 from polyinstruct.infer.backend import DecodingParams, GenerationBackend
 

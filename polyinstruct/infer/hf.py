@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from polyinstruct.errors import ConfigError, PolyinstructError
 from polyinstruct.infer.backend import DecodingParams, Generation
@@ -82,7 +83,7 @@ class HFBackend:
 
     @classmethod
     def from_path(cls, path: str | Path, *, template: Any = None, device: str | None = None, dtype: Any = None,
-                  adapter: str | None = None, merge: bool = False, batch_size: int = 16) -> "HFBackend":
+                  adapter: str | None = None, merge: bool = False, batch_size: int = 16) -> HFBackend:
         """Load a model folder, hub id, run directory or adapter (its base is read from adapter_config.json)."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -220,14 +221,18 @@ class HFBackend:
     def _stream_ids(self, encoded: list[int], params: DecodingParams,
                     result: dict[str, Any] | None) -> Iterator[str]:
         import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+        from transformers import (
+            StoppingCriteria,
+            StoppingCriteriaList,
+            TextIteratorStreamer,
+        )
 
         stops = self._stops(params)
         kwargs = self._gen_kwargs(params, stops)
         cancel = threading.Event()
 
         class _Cancelled(StoppingCriteria):
-            def __call__(self, input_ids, scores, **kw):  # noqa: ARG002
+            def __call__(self, input_ids, scores, **kw):
                 return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool, device=input_ids.device)
 
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)

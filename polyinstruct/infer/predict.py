@@ -12,9 +12,10 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from polyinstruct.data.records import Conversation
 from polyinstruct.errors import DataError, PolyinstructError

@@ -14,9 +14,10 @@ and servers can report it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from polyinstruct.errors import ConfigError
 

@@ -16,8 +16,9 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,7 +28,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from polyinstruct.errors import ConfigError
 from polyinstruct.infer.backend import DecodingParams, Generation, GenerationBackend
 from polyinstruct.infer.decoding import validate_decoding
-from polyinstruct.infer.serve_schemas import ChatCompletionRequest, CompletionRequest, SamplingFields
+from polyinstruct.infer.serve_schemas import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    SamplingFields,
+)
 from polyinstruct.infer.worker import BatchWorker, QueueFullError, is_end
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,9 @@ Not tested on the CPU CI machines (vLLM needs a GPU).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from polyinstruct.errors import MissingDependencyError
 from polyinstruct.infer.backend import DecodingParams, Generation
@@ -43,7 +44,7 @@ class VLLMBackend:
     @classmethod
     def from_path(cls, path: str | Path, *, template: Any = None, dtype: str = "auto", adapter: str | None = None,
                   tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9,
-                  max_model_len: int | None = None, **_ignored: Any) -> "VLLMBackend":
+                  max_model_len: int | None = None, **_ignored: Any) -> VLLMBackend:
         vllm = _import_vllm()
         from transformers import AutoTokenizer
 

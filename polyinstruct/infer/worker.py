@@ -127,7 +127,7 @@ class BatchWorker:
                 self.batches_run += 1
                 for job, gen in zip(batch, gens):
                     job.future.set_result(gen)
-            except Exception as e:  # noqa: BLE001 - every waiting request gets the error, the server stays up
+            except Exception as e:
                 log.exception("generation failed for a batch of %d", len(batch))
                 for job in batch:
                     if not job.future.done():
@@ -161,7 +161,7 @@ class BatchWorker:
                 if close is not None:
                     close()
             self.batches_run += 1
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             log.exception("streaming generation failed")
             emit(e)
         emit(_END)
