@@ -149,7 +149,15 @@ def predict(data: str | os.PathLike | Iterable[Conversation | dict[str, Any]], m
     out = Path(out_path)
     params = resolve_decoding(decoding, max_new_tokens=max_new_tokens)
     repair_tail(out)
-    done_ids = {str(r["id"]) for r in iter_jsonl(out)} if out.exists() else set()
+    existing = list(iter_jsonl(out)) if out.exists() else []
+    done_ids = {str(r["id"]) for r in existing}
+    expected_name = model_name or (str(model) if isinstance(model, (str, os.PathLike)) else None)
+    for r in existing[:1]:  # resuming must not mix settings in one file
+        if r.get("decoding") != params.to_dict() or (expected_name and r.get("model") != expected_name):
+            raise PolyinstructError(
+                f"{out} already holds predictions from model {r.get('model')!r} with decoding {r.get('decoding')}; "
+                f"this run uses {expected_name or 'another model'!r} with {params.to_dict()}. "
+                "Write to a new output file (or delete this one) instead of mixing settings.")
 
     pending: list[Conversation] = []
     seen: dict[str, int] = {}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from polyinstruct.errors import DataError
+from polyinstruct.errors import DataError, PolyinstructError
 from polyinstruct.fileio import iter_jsonl
 from polyinstruct.infer.decoding import resolve_decoding
 from polyinstruct.infer.predict import predict
@@ -72,6 +72,8 @@ def test_interrupted_run_resumes_every_id_once(hf_backend, tmp_path):
     assert out.read_text(encoding="utf-8").endswith("\n")
     predict(data, hf_backend, out, max_new_tokens=6)  # nothing left: no model call, file unchanged
     assert [r["id"] for r in iter_jsonl(out)] == ids
+    with pytest.raises(PolyinstructError, match="new output file"):
+        predict(data, hf_backend, out, max_new_tokens=7)  # other settings would mix in one file
 
 
 @pytest.mark.slow
