@@ -21,19 +21,22 @@ IGNORE_INDEX = -100
 
 def labelled_spans(input_ids: list[int], labels: list[int]) -> list[list[int]]:
     """Contiguous runs of labelled positions, as token id lists (checks labels == ids there)."""
-    import numpy as np
-
-    lab = np.asarray(labels, dtype=np.int64)
-    ids = np.asarray(input_ids, dtype=np.int64)
-    on = lab != IGNORE_INDEX
-    if not on.any():
-        return []
-    if (lab[on] != ids[on]).any():
-        k = int(np.flatnonzero(on & (lab != ids))[0])
-        raise SpanMismatchError(f"label {labels[k]} at position {k} differs from input id {input_ids[k]}: "
-                                "labels must be the unshifted ids")
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], on.view(np.int8), [0]))))
-    return [input_ids[int(a):int(b)] for a, b in zip(edges[::2], edges[1::2])]
+    spans: list[list[int]] = []
+    start = -1
+    for k, lab in enumerate(labels):
+        if lab == IGNORE_INDEX:
+            if start >= 0:
+                spans.append(input_ids[start:k])
+                start = -1
+            continue
+        if lab != input_ids[k]:
+            raise SpanMismatchError(f"label {lab} at position {k} differs from input id {input_ids[k]}: "
+                                    "labels must be the unshifted ids")
+        if start < 0:
+            start = k
+    if start >= 0:
+        spans.append(input_ids[start:])
+    return spans
 
 
 def _normalizer(tok: Any):
