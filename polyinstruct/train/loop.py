@@ -74,6 +74,24 @@ def token_ce_by_row(logits: torch.Tensor, labels: torch.Tensor, skip: int = 0) -
     return (ce * keep).sum(1), keep.sum(1)
 
 
+def accepts_boolean_logits_to_keep(model) -> bool:
+    """True when the model's forward takes ``logits_to_keep`` and transformers supports a boolean
+    [batch, seq] mask for it (5.x ``slice_logits_to_keep``)."""
+    import inspect
+
+    try:
+        from transformers.modeling_utils import slice_logits_to_keep
+    except ImportError:
+        return False
+    if "boolean" not in (slice_logits_to_keep.__doc__ or ""):
+        return False
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        return "logits_to_keep" in inspect.signature(base.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 class Loop:
     """Runs optimizer steps from a ``LoopState`` until the epoch/step/token budget is spent."""
 
@@ -90,6 +108,7 @@ class Loop:
         self.collate = PackedCollator() if cfg.packing else self.padded
         self.progress = progress and accelerator.is_main_process
         self.ckpt_root = run_dir / "checkpoints"
+        self.sparse_logits = skip_logits == 0 and accepts_boolean_logits_to_keep(accelerator.unwrap_model(model))
         # DeepSpeed divides the loss by its accumulation steps itself; plain/DDP runs pass 1.
         self.loss_scale = accelerator.num_processes * accelerator.gradient_accumulation_steps
 
@@ -101,6 +120,15 @@ class Loop:
 
     def _forward_ce(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         labels = batch.pop("labels")
+        if self.sparse_logits:
+            # Project only positions that predict a labelled token: the LM head (often the largest
+            # matmul, and the largest activation) is skipped on prompts and padding.
+            keep = torch.zeros_like(labels, dtype=torch.bool)
+            keep[:, :-1] = labels[:, 1:] != IGNORE
+            with self.acc.autocast():
+                logits = self.model(**batch, use_cache=False, logits_to_keep=keep).logits
+            target = labels[:, 1:][keep[:, :-1]]
+            return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), target, reduction="sum")
         with self.acc.autocast():
             out = self.model(**batch, use_cache=False)
         return token_ce_sum(out.logits, labels, self.skip)

@@ -51,3 +51,15 @@ def base_config(tiny_model_dir, train_file, tmp_path):
         cfg.update(kw)
         return cfg
     return make
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_cpu_thread():
+    """Two torch threads on a busy 2-core VM spin against each other (measured 60x slower); the
+    tests check numbers, not speed, and torchrun subprocesses get OMP_NUM_THREADS=1 anyway."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
