@@ -72,3 +72,20 @@ def test_validate_command_checks_data_and_model(base_config, tmp_path, capsys):
     bad = _write(tmp_path, base_config(lora={"target_modules": ["nope_proj"]}))
     assert main(["validate", bad, "data=[missing.jsonl]"]) == 1
     assert "missing.jsonl" in capsys.readouterr().err
+
+
+def test_shipped_example_configs_are_valid():
+    import json
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[2] / "examples" / "train"
+    configs = [p for p in folder.glob("*.yaml") if not p.name.startswith("accelerate_")]
+    assert len(configs) >= 5
+    for p in configs:
+        load_train_config(p)  # raises ConfigError naming the file and field
+    for p in folder.glob("ds_zero*.json"):
+        assert json.loads(p.read_text())["zero_optimization"]["stage"] in (2, 3)
+    for p in folder.glob("accelerate_*.yaml"):
+        acc = yaml.safe_load(p.read_text())
+        if acc["distributed_type"] == "DEEPSPEED":
+            assert (folder.parents[1] / acc["deepspeed_config"]["deepspeed_config_file"]).exists()

@@ -105,3 +105,13 @@ def test_finished_run_is_not_retrained(base_config):
     stamp = (run / "budget.json").stat().st_mtime_ns
     assert train(base_config(max_steps=1)) == run
     assert (run / "budget.json").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("variant", [{"packing": True}, {"gradient_checkpointing": True}])
+def test_packing_and_checkpointing_change_speed_not_results(variant, base_config, tmp_path):
+    common = dict(method="full", max_steps=2, global_batch_size=8, micro_batch_size=4)
+    ref = train(base_config(output_dir=str(tmp_path / "ref"), **common))
+    other = train(base_config(output_dir=str(tmp_path / "other"), **common, **variant))
+    a, b = losses(ref), losses(other)
+    assert max(abs(x - y) for (_, x), (_, y) in zip(a, b)) < 1e-5
+    assert max_diff(weights(ref / "model"), weights(other / "model")) < 1e-5
