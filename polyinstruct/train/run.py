@@ -141,9 +141,14 @@ def train(config: "str | os.PathLike | dict | TrainConfig", overrides: list[str]
     state = LoopState()
     resume_from = _resume_point(cfg, ckpt_root)
     if acc.is_main_process:
-        if resume_from is None:
+        if resume_from is None:  # a fresh start: nothing of an earlier run may look current
             shutil.rmtree(ckpt_root, ignore_errors=True)
-            (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+            for stale in ("metrics.jsonl", "budget.json"):
+                (run_dir / stale).unlink(missing_ok=True)
+            for stale in ("model", "adapter"):
+                shutil.rmtree(run_dir / stale, ignore_errors=True)
+        else:
+            _warn_if_config_changed(cfg, run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_run_files(cfg, run_dir, template, data_manifest, base_path)
     acc.wait_for_everyone()
@@ -200,6 +205,19 @@ def _resume_point(cfg: TrainConfig, ckpt_root: Path) -> Path | None:
     if not (p / "state.json").exists():
         raise ConfigError(f"{p} is not a checkpoint folder (no state.json)", field="resume")
     return p
+
+
+def _warn_if_config_changed(cfg: TrainConfig, run_dir: Path) -> None:
+    old_path = run_dir / "config.yaml"
+    if not old_path.exists():
+        return
+    with open(old_path, encoding="utf-8") as f:
+        old = yaml.safe_load(f) or {}
+    new = cfg.dump()
+    changed = sorted(k for k in set(old) | set(new) if k != "resume" and old.get(k) != new.get(k))
+    if changed:
+        log.warning("resuming %s with changed fields %s; the result will not equal an uninterrupted run",
+                    run_dir, ", ".join(changed))
 
 
 def _write_run_files(cfg: TrainConfig, run_dir: Path, template, data_manifest: list[dict], base_path: str) -> None:

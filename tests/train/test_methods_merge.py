@@ -78,3 +78,17 @@ def test_prompt_learning_adapters_refuse_to_merge(base_config, tmp_path):
     run = train(base_config(method="prompt_tuning", max_steps=1, prompt={"num_virtual_tokens": 2}))
     with pytest.raises(ConfigError, match="cannot be merged"):
         merge_adapter(run, tmp_path / "m")
+
+
+def test_added_tokens_resize_embeddings_and_survive_save_and_merge(base_config, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    run = train(base_config(method="lora", max_steps=1, add_special_tokens=["<|tool|>"]))
+    tok = AutoTokenizer.from_pretrained(str(run / "adapter"))
+    assert "<|tool|>" in tok.get_vocab() and len(tok.encode("<|tool|>", add_special_tokens=False)) == 1
+    merged = AutoModelForCausalLM.from_pretrained(str(merge_adapter(run, tmp_path / "merged")))
+    assert merged.get_input_embeddings().weight.shape[0] == len(tok)
+    full = train(base_config(method="full", max_steps=1, add_special_tokens=["<|tool|>"],
+                             output_dir=str(tmp_path / "full")))
+    model = AutoModelForCausalLM.from_pretrained(str(full / "model"))
+    assert model.get_input_embeddings().weight.shape[0] == len(AutoTokenizer.from_pretrained(str(full / "model")))

@@ -115,3 +115,24 @@ def test_packing_and_checkpointing_change_speed_not_results(variant, base_config
     a, b = losses(ref), losses(other)
     assert max(abs(x - y) for (_, x), (_, y) in zip(a, b)) < 1e-5
     assert max_diff(weights(ref / "model"), weights(other / "model")) < 1e-5
+
+
+def test_tracking_backends_are_optional_with_a_clear_message(base_config):
+    from polyinstruct.errors import MissingDependencyError
+
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        with pytest.raises(MissingDependencyError, match="tensorboard"):
+            train(base_config(max_steps=1, report_to=["jsonl", "tensorboard"]))
+    else:
+        run = train(base_config(max_steps=1, report_to=["jsonl", "tensorboard"]))
+        assert any((run / "tensorboard").iterdir())
+
+
+def test_retraining_with_resume_never_clears_the_old_result(base_config):
+    run = train(base_config(max_steps=2))
+    assert (run / "adapter").is_dir()
+    run = train(base_config(max_steps=1, resume="never", method="full"))
+    assert not (run / "adapter").exists() and (run / "model").is_dir()
+    assert json.loads((run / "budget.json").read_text())["steps"] == 1
