@@ -10,7 +10,7 @@ labels with the prompt masked (-100):
   ``dataset_num_proc``. The Alpaca prompt string is built for it in the timed
   region, as a user of TRL would have to.
 
-Usage: python bench/tokenize_throughput.py [--quick] [--n 52000] [--num-proc 2]
+Usage: python bench/tokenize_throughput.py [--quick] [--n 52000] [--num-proc 2] [--mixed]
 The last printed line is one JSON object with the figures.
 """
 
@@ -28,9 +28,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-WORDS = ("the quick brown fox jumps over lazy dog give three tips for staying healthy explain why sky is blue "
+MIXED_WORDS = ("the quick brown fox jumps over lazy dog give three tips for staying healthy explain why sky is blue "
          "write short poem about sea what is twelve times seven renard rapide chien paresseux zorro perro "
          "быстрая коричневая лиса собака 敏捷的 棕色 狐狸 跳过 懒狗 দ্রুত বাদামী শিয়াল 🙂 café résumé").split()
+# Stanford Alpaca's 52K examples are English; --mixed adds Cyrillic, Chinese, Bengali and emoji words
+EN_WORDS = tuple(w for w in MIXED_WORDS if w.isascii()) + tuple(
+    "a an and to of in is it that for you with on as be this are or by can your from how one use list".split())
 
 
 def cpu_seconds() -> float:
@@ -39,12 +42,12 @@ def cpu_seconds() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
-def generate(n: int, seed: int = 0) -> list[dict]:
+def generate(n: int, seed: int = 0, words: tuple[str, ...] = EN_WORDS) -> list[dict]:
     """Alpaca-shaped records: instruction, input (about 40% non-empty), output."""
     rng = random.Random(seed)
 
     def sent(lo, hi):
-        return " ".join(rng.choice(WORDS) for _ in range(rng.randint(lo, hi))).capitalize() + "."
+        return " ".join(rng.choice(words) for _ in range(rng.randint(lo, hi))).capitalize() + "."
 
     return [{"instruction": sent(5, 25), "input": sent(5, 40) if rng.random() < 0.4 else "",
              "output": " ".join(sent(5, 20) for _ in range(rng.randint(1, 6)))} for _ in range(n)]
@@ -99,6 +102,7 @@ def main(argv=None) -> int:
     ap.add_argument("--num-proc", type=int, default=2)
     ap.add_argument("--max-length", type=int, default=1024)
     ap.add_argument("--quick", action="store_true", help="5,000 examples (under a minute)")
+    ap.add_argument("--mixed", action="store_true", help="multilingual words instead of English (slower to tokenize)")
     a = ap.parse_args(argv)
     n = 5_000 if a.quick else a.n
 
@@ -109,9 +113,11 @@ def main(argv=None) -> int:
 
     disable_progress_bar()
     datasets.disable_caching()
-    tok = build_tiny_tokenizer(extra_texts=[" ".join(WORDS)] * 4)
-    records = generate(n)
-    print(f"{n} Alpaca-like examples, num_proc={a.num_proc}, tokenizer: byte-level BPE ({len(tok)} tokens)")
+    words = MIXED_WORDS if a.mixed else EN_WORDS
+    tok = build_tiny_tokenizer(extra_texts=[" ".join(list(MIXED_WORDS) + list(EN_WORDS))] * 4)
+    records = generate(n, words=words)
+    print(f"{n} Alpaca-like examples ({'multilingual' if a.mixed else 'English'}), num_proc={a.num_proc}, "
+          f"tokenizer: byte-level BPE ({len(tok)} tokens)")
 
     load = os.getloadavg()[0]
     trl_s, trl_cpu, trl_ds = run_trl(records, tok, a.num_proc, a.max_length)
@@ -137,7 +143,7 @@ def main(argv=None) -> int:
     # sanity: same number of trained tokens on both sides (answers + EOS)
     trl_loss = sum(sum(1 for x in lab if x != -100) for lab in trl_ds["labels"])
     print(f"loss tokens: polyinstruct {report.loss_tokens:,}, TRL {trl_loss:,}; tokens {report.tokens:,}")
-    result = {"bench": "tokenize_throughput", "examples": n, "num_proc": a.num_proc, "cores": os.cpu_count(),
+    result = {"bench": "tokenize_throughput", "examples": n, "text": "mixed" if a.mixed else "en", "num_proc": a.num_proc, "cores": os.cpu_count(),
               "load_avg_max": round(load, 2),
               "polyinstruct_examples_per_s": round(n / pi_s, 1), "trl_examples_per_s": round(n / trl_s, 1),
               "polyinstruct_examples_per_cpu_s": round(n / pi_cpu, 1),

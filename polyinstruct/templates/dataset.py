@@ -142,7 +142,10 @@ def _tokenize_dataset(conversations, tokenizer, template, *, max_length, train_o
     raw = datasets.Dataset.from_dict({"json": rows})
     mapped = raw.map(fn, batched=True, batch_size=batch_size, num_proc=num_proc if num_proc > 1 else None,
                      remove_columns=["json"], new_fingerprint=key, desc=None)
-    statuses = mapped["status"]
+    table = mapped.data  # read columns through Arrow: iterating a Column goes row by row
+    statuses = table.column("status").to_pylist()
+    lengths = table.column("length").to_pylist()
+    n_loss = table.column("num_loss_tokens").to_pylist()
     report = TokenizeReport(total=len(rows), cache_key=key)
     for s in statuses:
         if s == "truncated":
@@ -156,8 +159,8 @@ def _tokenize_dataset(conversations, tokenizer, template, *, max_length, train_o
     if report.total and not report.kept:
         raise DataError(f"all {report.total} conversations were dropped by truncation={truncation!r} at "
                         f"max_length={max_length}; raise max_length", field="max_length")
-    report.tokens = int(sum(ds["length"])) if len(ds) else 0
-    report.loss_tokens = int(sum(ds["num_loss_tokens"])) if len(ds) else 0
+    report.tokens = sum(lengths[i] for i in keep)
+    report.loss_tokens = sum(n_loss[i] for i in keep)
     if report.affected:
         log.info("truncation (%s, max_length=%s): %d truncated, %d dropped of %d", truncation, max_length,
                  report.truncated, report.dropped_too_long + report.dropped_no_complete_turn, report.total)
