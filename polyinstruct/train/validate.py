@@ -37,6 +37,8 @@ def validate(config: "str | os.PathLike | dict | TrainConfig", overrides: list[s
         mcfg = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as e:
         raise ConfigError(f"cannot load a model config from {path!r}: {e}", file=file, field="model") from None
+    if cfg.method in ("lora", "qlora", "adalora") or cfg.ia3_target_modules:
+        _check_targets(cfg, mcfg, file)
     tokenizer, _ = load_tokenizer(path, list(cfg.add_special_tokens))
     template = load_template(cfg, tokenizer)
     train, val, manifest = load_examples(cfg, tokenizer, template)
@@ -53,3 +55,21 @@ def validate(config: "str | os.PathLike | dict | TrainConfig", overrides: list[s
         "datasets": [{k: m[k] for k in ("name", "split", "conversations")} for m in manifest],
         "output_dir": str(Path(cfg.output_dir)),
     }
+
+
+def _check_targets(cfg: TrainConfig, model_config, file: str | None) -> None:
+    """Resolve target module names on a weightless (meta-device) copy of the model."""
+    from accelerate import init_empty_weights
+    from transformers import AutoModelForCausalLM
+
+    from polyinstruct.train.methods import resolve_targets
+
+    with init_empty_weights():
+        model = AutoModelForCausalLM.from_config(model_config)
+    try:
+        if cfg.method in ("lora", "qlora", "adalora"):
+            resolve_targets(model, cfg.lora.target_modules)
+        if cfg.ia3_target_modules:
+            resolve_targets(model, cfg.ia3_target_modules, "ia3_target_modules")
+    except ConfigError as e:
+        raise ConfigError(e.reason, file=file, field=e.field) from None

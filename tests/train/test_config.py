@@ -10,8 +10,8 @@ from polyinstruct.errors import ConfigError
 from polyinstruct.train.config import load_train_config
 
 
-def _write(tmp_path, data) -> str:
-    p = tmp_path / "train.yaml"
+def _write(tmp_path, data, name: str = "train.yaml") -> str:
+    p = tmp_path / name
     p.write_text(yaml.safe_dump(data), encoding="utf-8")
     return str(p)
 
@@ -69,8 +69,11 @@ def test_validate_command_checks_data_and_model(base_config, tmp_path, capsys):
     assert main(["validate", path, "global_batch_size=16"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["train_examples"] == 16 and summary["steps_per_epoch"] == 1 and summary["grad_accum"] == 4
-    bad = _write(tmp_path, base_config(lora={"target_modules": ["nope_proj"]}))
-    assert main(["validate", bad, "data=[missing.jsonl]"]) == 1
+    bad = _write(tmp_path, base_config(lora={"target_modules": ["nope_proj"]}), "bad.yaml")
+    assert main(["validate", bad]) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}:lora.target_modules" in err and "nope_proj" in err and "q_proj" in err
+    assert main(["validate", path, "data=[missing.jsonl]"]) == 1
     assert "missing.jsonl" in capsys.readouterr().err
 
 
