@@ -42,6 +42,8 @@ def _accelerator(cfg: TrainConfig, grad_accum_if_engine: int):
     from accelerate import Accelerator
 
     deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    if cfg.mixed_precision == "fp16" and not torch.cuda.is_available():
+        raise ConfigError("fp16 mixed precision needs a CUDA GPU; use bf16 or no on CPU", field="mixed_precision")
     # cpu=True on CPU-only machines so torchrun/accelerate launch gives gloo DDP (MULTI_CPU).
     acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available(),
                       gradient_accumulation_steps=grad_accum_if_engine if deepspeed else 1)
