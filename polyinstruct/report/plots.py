@@ -53,7 +53,11 @@ def loss_curves(data: ExperimentData, out: Path) -> Path | None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 3.6), dpi=110)
     for c, pts in series.items():
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], label=f"{c} (train)")
+        steps, losses = [p[0] for p in pts], [p[1] for p in pts]
+        line, = ax.plot(steps, losses, alpha=0.35, linewidth=1)
+        k = max(1, min(5, len(losses) // 4))  # moving average: per-step loss is noisy at small batches
+        smooth = [sum(losses[max(0, i - k + 1):i + 1]) / len(losses[max(0, i - k + 1):i + 1]) for i in range(len(losses))]
+        ax.plot(steps, smooth, color=line.get_color(), linewidth=2, label=f"{c} (train, {k}-step mean)")
         val = data.val_losses.get(c) or []
         if val:
             ax.plot([p[0] for p in val], [p[1] for p in val], "o--", label=f"{c} (validation)")

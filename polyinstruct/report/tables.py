@@ -58,16 +58,16 @@ def robustness_table(data: ExperimentData) -> tuple[list[str], list[list[str]]]:
 
 
 def budget_table(data: ExperimentData) -> tuple[list[str], list[list[str]]]:
-    header = ["arm", "train examples", "tokens seen", "loss tokens", "steps", "wall time (s)", "FLOPs (est.)"]
+    header = ["arm", "tokens seen", "loss tokens", "optimizer steps", "global batch", "wall time (s)", "FLOPs (est.)"]
     rows = []
     for cell in data.cells:
         b = data.budgets.get(cell)
         if not b:
-            rows.append([cell, "0", "0", "0", "0", "0", "0 (not trained)"])
+            rows.append([cell, "0", "0", "0", "-", "0", "0 (not trained)"])
             continue
-        rows.append([cell, str(b.get("train_examples", "-")), f"{b.get('tokens_seen', 0):,}",
-                     f"{b.get('loss_tokens', 0):,}", str(b.get("steps", "-")),
-                     f"{b.get('wall_time_s', 0):.0f}", f"{b.get('flops_estimate', 0):.2e}"])
+        rows.append([cell, f"{b.get('tokens_seen', 0):,}", f"{b.get('loss_tokens', 0):,}", str(b.get("steps", "-")),
+                     str(b.get("global_batch", "-")), f"{b.get('wall_time_s', 0):.0f}",
+                     f"{b.get('flops_estimate', 0):.2e}"])
     return header, rows
 
 
