@@ -22,6 +22,20 @@ def chrf(hypotheses: list[str], references: list[str]) -> float:
     return float(CHRF().corpus_score(hypotheses, [references]).score)
 
 
+def _norm(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def echoes_prompt(response: str, prompt: str) -> bool:
+    """True when the answer repeats the question verbatim (a base model's typical failure).
+
+    Language ID alone calls such an answer "in the right language", so the report
+    shows the echo rate beside the language-match rate.
+    """
+    p, r = _norm(prompt), _norm(response)
+    return bool(p) and p[: min(len(p), 60)] in r
+
+
 def score_predictions(pred_path: Path, *, identifier, seen_languages: list[str],
                       judge_summary: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """One row per language: n, lang_match_rate, chrf (+ judge totals when given)."""
@@ -44,6 +58,7 @@ def score_predictions(pred_path: Path, *, identifier, seen_languages: list[str],
             # code-only answer to a natural-language prompt is not a success.
             "lang_match_rate": sum(1 for m in matches if m) / len(items),
             "lang_undetermined_rate": sum(1 for m in matches if m is None) / len(items),
+            "prompt_echo_rate": sum(echoes_prompt(r["response"], _last_user(r)) for r in items) / len(items),
             "chrf": chrf(responses, [r.get("reference") or "" for r in items])
             if all(r.get("reference") for r in items) else None,
             "mean_completion_tokens": sum(r.get("completion_tokens", 0) for r in items) / len(items),
@@ -54,6 +69,11 @@ def score_predictions(pred_path: Path, *, identifier, seen_languages: list[str],
                 row.update(per)
         out.append(row)
     return out
+
+
+def _last_user(row: dict[str, Any]) -> str:
+    users = [m["content"] for m in row.get("messages") or [] if m.get("role") == "user"]
+    return users[-1] if users else ""
 
 
 def _judge_row(summary: dict[str, Any], lang: str) -> dict[str, Any] | None:

@@ -30,9 +30,13 @@ def _sections(data: ExperimentData, out_dir: Path) -> list[tuple[str, str, list,
         header, rows = tables.metric_table(data, key, fmt)
         if not rows:
             continue
-        scale = 100.0 if key == "lang_match_rate" else 1.0
+        scale = 100.0 if key.endswith("_rate") else 1.0
         img = plots.bar_by_language(data, key, title, out_dir / f"{key}.png", scale=scale)
-        out.append((title, "Columns marked * are languages not seen in training.", header, rows, img))
+        note = "Columns marked * are languages not seen in training."
+        if key == "lang_match_rate":
+            note += (" Language ID of the answer vs the prompt's language; an answer that merely echoes the"
+                     " prompt counts as in the right language, so read it with the echo rate below.")
+        out.append((title, note, header, rows, img))
     header, rows = tables.robustness_table(data)
     if rows:
         out.append(("Language robustness",

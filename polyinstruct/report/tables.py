@@ -10,6 +10,7 @@ from polyinstruct.report.load import ExperimentData
 # Metrics shown in the per-language table, in order: (key in results.jsonl, title, format).
 METRICS = [
     ("lang_match_rate", "answers in the prompt's language (%)", lambda v: f"{100 * v:.1f}"),
+    ("prompt_echo_rate", "answers that repeat the prompt (%)", lambda v: f"{100 * v:.1f}"),
     ("chrf", "chrF vs reference", lambda v: f"{v:.1f}"),
     ("judge_total", "judge total (before LID penalty)", lambda v: f"{v:.0f}"),
     ("judge_total_penalized", "judge total (after LID penalty)", lambda v: f"{v:.0f}"),
