@@ -7,12 +7,11 @@ files may still be split into ``instructions/parts/{lang}.part1.jsonl``,
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
-from typing import Iterator
 
 from polyinstruct.data.records import Conversation
+from polyinstruct.data.sources import iter_json_lines
 from polyinstruct.data.validate import RecordError, check_record
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "resources" / "data"
@@ -51,25 +50,12 @@ def instruction_languages(data_dir: Path | None = None) -> list[str]:
             if instruction_files(c, data_dir)] if d.is_dir() else []
 
 
-def _json_lines(f: Path) -> Iterator[tuple[int, dict]]:
-    """``(line number, object)`` for each non-blank line; malformed JSON names file:line."""
-    with open(f, encoding="utf-8-sig") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-            except ValueError as e:
-                raise RecordError("malformed-json", f"malformed JSON: {e}", path=str(f), line=n) from None
-            yield n, d
-
-
 def _read_conversations(files: list[Path], what: str) -> list[Conversation]:
     if not files:
         raise RecordError("missing-file", f"no embedded {what} data", path=str(DATA_DIR))
     out = []
     for f in files:
-        for n, d in _json_lines(f):
+        for n, d in iter_json_lines(f):
             try:
                 check_record(d)
             except RecordError as e:
@@ -109,7 +95,7 @@ def load_parallel_pairs(lang: str, data_dir: Path | None = None) -> list[tuple[s
     if not f.is_file():
         raise RecordError("missing-file", f"no embedded parallel data for en-{lang}", path=str(f))
     pairs = []
-    for n, d in _json_lines(f):
+    for n, d in iter_json_lines(f):
         for k in ("id", "en", lang):
             if not isinstance(d.get(k), str) or not d[k].strip():
                 raise RecordError("missing-field", f"missing or empty {k!r}", path=str(f), line=n, field=k)

@@ -92,6 +92,21 @@ def iter_raw(path: str | os.PathLike) -> Iterator[RawRow]:
                               f"{', '.join(DATA_SUFFIXES)} or a save_to_disk folder", path=str(f))
 
 
+def iter_json_lines(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Strict JSONL for project files (predictions, embedded data): ``(line, object)`` pairs.
+
+    Same parsing and messages as the dataset readers (BOM, invalid UTF-8, non-objects);
+    the first bad line raises its ``RecordError`` naming ``path:line``.
+    """
+    f = Path(path)
+    if not f.is_file():
+        raise RecordError("missing-file", "no such file", path=str(f))
+    for raw in _iter_jsonl(f):
+        if isinstance(raw.row, RecordError):
+            raise raw.row
+        yield raw.line, raw.row
+
+
 def _utf8_error(path: str, line: int, data: bytes, e: UnicodeDecodeError) -> RecordError:
     return RecordError("invalid-utf8", f"invalid UTF-8 at byte {e.start} of the line ({data[max(0, e.start - 8):e.start + 8]!r}); "
                        "re-encode the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`", path=path, line=line)

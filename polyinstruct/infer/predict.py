@@ -8,11 +8,10 @@ so every id ends up in the file exactly once.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,62 +42,16 @@ class PredictStats:
 
 def load_conversations(data: str | os.PathLike | Iterable[Conversation | dict[str, Any]],
                        fmt: str | None = None) -> Iterable[Conversation]:
-    """Records from a dataset path (any format ``polyinstruct.data`` reads) or an iterable."""
-    if isinstance(data, (str, os.PathLike)):
-        try:
-            from polyinstruct.data.formats import read_records
-        except ImportError:
-            read_records = None
-        if read_records is None or (fmt in (None, "canonical") and _is_canonical_jsonl(Path(data))):
-            return _read_prompts_jsonl(Path(data))
-        return read_records(data, fmt)
-    return (c if isinstance(c, Conversation) else Conversation.from_dict(c) for c in data)
+    """Records from a dataset path (any format ``polyinstruct.data`` reads) or an iterable.
 
-
-def _is_canonical_jsonl(path: Path) -> bool:
-    if not path.is_file() or path.suffix.lower() not in (".jsonl", ".ndjson"):
-        return False
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                try:
-                    return "messages" in json.loads(line)
-                except json.JSONDecodeError:
-                    return False
-    return False
-
-
-def _read_prompts_jsonl(path: Path) -> Iterator[Conversation]:
-    """Canonical JSONL where the final assistant turn is optional (prompt-only eval sets).
-
-    The data package's reader requires a final assistant turn (training data); here a
-    record may stop at the user turn. Every other structural rule still applies.
+    Evaluation sets may be prompt-only, so a final assistant turn is optional here;
+    when present it becomes the row's ``reference``.
     """
-    try:
-        from polyinstruct.data.validate import RecordError, check_record
-    except ImportError:
-        RecordError, check_record = None, None
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"invalid JSON: {e.msg}", path=str(path), line=n) from None
-            if not isinstance(d, dict):
-                raise DataError("a record must be a JSON object", path=str(path), line=n)
-            if check_record is not None:
-                try:
-                    check_record(d)
-                except RecordError as e:
-                    if e.kind != "no-final-assistant":
-                        raise DataError(e.reason, path=str(path), line=n, field=e.field, record_id=e.record_id) \
-                            from None
-            try:
-                yield Conversation.from_dict(d)
-            except (KeyError, TypeError) as e:
-                raise DataError(f"malformed record ({e})", path=str(path), line=n, field="messages") from None
+    if isinstance(data, (str, os.PathLike)):
+        from polyinstruct.data.formats import read_records
+
+        return read_records(data, fmt, require_answer=False)
+    return (c if isinstance(c, Conversation) else Conversation.from_dict(c) for c in data)
 
 
 def prompt_language(conv: Conversation) -> str | None:

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from polyinstruct.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +38,6 @@ class PromptFormat:
     encode: Callable[[list[dict[str, str]]], list[int]] | None = None
 
 
-def _tulu_fallback(messages: list[dict[str, str]]) -> str:
-    """Tulu's format, used only while ``polyinstruct.templates`` has no loader yet."""
-    parts = [f"<|{m['role']}|>\n{m['content']}\n" for m in messages]
-    return "".join(parts) + "<|assistant|>\n"
-
-
 def _from_template_object(obj: Any, name: str, source: str, tokenizer: Any = None) -> PromptFormat:
     """Adapt a ``polyinstruct.templates.ChatTemplate`` (``render_prompt``, ``encode_prompt``, ``stop_strings``)."""
 
@@ -62,18 +55,10 @@ def _from_template_object(obj: Any, name: str, source: str, tokenizer: Any = Non
 
 
 def _load_named(name_or_path: str, tokenizer: Any, source: str) -> PromptFormat:
-    try:
-        from polyinstruct.templates import load_template  # type: ignore[attr-defined]
-    except ImportError:
-        load_template = None
-    if load_template is not None:
-        return _from_template_object(load_template(name_or_path, tokenizer=tokenizer), str(name_or_path), source,
-                                     tokenizer)
-    if name_or_path == DEFAULT_TEMPLATE:
-        log.warning("polyinstruct.templates has no load_template yet; using the built-in tulu renderer")
-        return PromptFormat(DEFAULT_TEMPLATE, _tulu_fallback, ["<|user|>"], source)
-    raise ConfigError(f"cannot load template {name_or_path!r}: polyinstruct.templates is not available",
-                      field="template")
+    from polyinstruct.templates import load_template
+
+    return _from_template_object(load_template(name_or_path, tokenizer=tokenizer), str(name_or_path), source,
+                                 tokenizer)
 
 
 def find_run_template(model_path: str | Path) -> Path | None:

@@ -8,12 +8,12 @@ crash or with more predictions only pays for what is new.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from polyinstruct.data.sources import iter_json_lines
 from polyinstruct.errors import DataError
 from polyinstruct.fileio import write_json, write_jsonl
 from polyinstruct.judge.analyses import unique_token_analysis
@@ -35,32 +35,19 @@ def read_predictions(path: str | Path, *, need_reference: bool = False) -> list[
     """Load and check prediction rows; errors name file, line and field."""
     rows = []
     path = str(path)
-    try:
-        f = open(path, encoding="utf-8")
-    except OSError as e:
-        raise DataError(f"cannot read predictions ({e.strerror})", path=path) from None
-    with f:
-        for i, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"invalid JSON ({e.msg})", path=path, line=i) from None
-            if not isinstance(r, dict):
-                raise DataError("each line must be a JSON object", path=path, line=i)
-            for field in ("id", "messages", "response"):
-                if field not in r:
-                    raise DataError("missing required field", path=path, line=i, field=field)
-            if not isinstance(r["response"], str):
-                raise DataError("must be a string", path=path, line=i, field="response")
-            msgs = r["messages"]
-            if not (isinstance(msgs, list) and msgs and all(isinstance(m, dict) and "content" in m for m in msgs)):
-                raise DataError("must be a non-empty list of {role, content}", path=path, line=i, field="messages")
-            if need_reference and not isinstance(r.get("reference"), str):
-                raise DataError("pairwise judging against references needs a 'reference' string",
-                                path=path, line=i, field="reference")
-            rows.append(r)
+    for i, r in iter_json_lines(path):
+        for field in ("id", "messages", "response"):
+            if field not in r:
+                raise DataError("missing required field", path=path, line=i, field=field)
+        if not isinstance(r["response"], str):
+            raise DataError("must be a string", path=path, line=i, field="response")
+        msgs = r["messages"]
+        if not (isinstance(msgs, list) and msgs and all(isinstance(m, dict) and "content" in m for m in msgs)):
+            raise DataError("must be a non-empty list of {role, content}", path=path, line=i, field="messages")
+        if need_reference and not isinstance(r.get("reference"), str):
+            raise DataError("pairwise judging against references needs a 'reference' string",
+                            path=path, line=i, field="reference")
+        rows.append(r)
     if not rows:
         raise DataError("no predictions", path=path)
     return rows
@@ -171,15 +158,8 @@ def _progress(enabled: bool, total: int, desc: str) -> tuple[Callable[[int], Non
 def read_text_field(path: str, field: str) -> list[str]:
     """Texts of one field of a JSONL file (for ``polyinstruct lid --jsonl``)."""
     texts = []
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"invalid JSON ({e.msg})", path=path, line=i) from None
-            if not isinstance(row, dict) or not isinstance(row.get(field), str):
-                raise DataError("missing or not a string", path=path, line=i, field=field)
-            texts.append(row[field])
+    for i, row in iter_json_lines(path):
+        if not isinstance(row.get(field), str):
+            raise DataError("missing or not a string", path=path, line=i, field=field)
+        texts.append(row[field])
     return texts

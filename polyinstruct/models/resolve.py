@@ -31,11 +31,9 @@ def resolve_model_path(name_or_path: str | os.PathLike, *, prepare: bool = True)
             return str(p / "adapter")
         return str(p)
     name = str(name_or_path)
-    try:
-        from polyinstruct.models import packaged
-    except ImportError:  # packaged-model support not installed in this checkout
-        packaged = None
-    if packaged is not None and name in packaged.PACKAGED_MODELS:
+    from polyinstruct.models import packaged
+
+    if name in packaged.PACKAGED_MODELS:
         target = packaged.prepared_path(name)
         if target.exists():
             return str(target)

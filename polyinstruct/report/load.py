@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from polyinstruct.fileio import iter_jsonl
+
 
 @dataclass
 class ExperimentData:
@@ -44,14 +46,7 @@ class ExperimentData:
 
 
 def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    if not path.exists():
-        return rows
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.endswith("\n") and line.strip():
-                rows.append(json.loads(line))
-    return rows
+    return list(iter_jsonl(path)) if path.exists() else []
 
 
 def load_experiment(root: str | Path) -> ExperimentData:

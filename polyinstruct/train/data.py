@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from polyinstruct.data.records import Conversation
-from polyinstruct.errors import ConfigError, DataError
+from polyinstruct.errors import ConfigError
 from polyinstruct.train.batching import loss_tokens
 from polyinstruct.train.config import TrainConfig
 
@@ -23,25 +23,10 @@ log = logging.getLogger(__name__)
 
 
 def iter_conversations(spec: str) -> Iterator[Conversation]:
-    """Conversations from a catalogue name or file (via ``polyinstruct.data`` when present)."""
-    try:
-        from polyinstruct.data import load_dataset  # type: ignore[attr-defined]
-    except ImportError:
-        load_dataset = None
-    if load_dataset is not None:
-        yield from load_dataset(spec)
-        return
-    path = Path(spec)
-    if not path.is_file():
-        raise ConfigError(f"dataset {spec!r} is not a file (catalogue names need polyinstruct.data)", field="data")
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                yield Conversation.from_dict(json.loads(line))
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise DataError(f"not a canonical conversation record ({e})", path=str(path), line=n) from None
+    """Conversations from a catalogue name or a file in any format ``polyinstruct.data`` reads."""
+    from polyinstruct.data import load_dataset
+
+    yield from load_dataset(spec)
 
 
 def content_hash(spec: str) -> str:
