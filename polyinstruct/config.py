@@ -75,7 +75,7 @@ def validate_config(model: type[M], data: dict[str, Any], *, file: str | None = 
             if err.get("type") == "extra_forbidden":
                 from polyinstruct.registry import suggest
 
-                fields = list(getattr(model, "model_fields", {}).keys())
+                fields = list(_nested_fields(model, err["loc"][:-1]))
                 msg = f"unknown field{suggest(str(err['loc'][-1]), fields)}"
             lines.append(f"{loc}: {msg}")
         first = errs[0] if errs else {}
@@ -83,6 +83,21 @@ def validate_config(model: type[M], data: dict[str, Any], *, file: str | None = 
         more = "" if len(lines) == 1 else "\n  " + "\n  ".join(lines[1:])
         raise ConfigError(f"{first.get('msg', 'invalid')}{more}" if not lines else lines[0].split(": ", 1)[1] + more,
                           file=file, field=field) from None
+
+
+def _nested_fields(model: Any, loc: tuple) -> list[str]:
+    """Field names of the (possibly nested) pydantic model that ``loc`` points into."""
+    import typing
+
+    for part in loc:
+        info = getattr(model, "model_fields", {}).get(part)
+        if info is None:
+            return []
+        candidates = [info.annotation, *typing.get_args(info.annotation)]
+        model = next((c for c in candidates if isinstance(c, type) and hasattr(c, "model_fields")), None)
+        if model is None:
+            return []
+    return list(getattr(model, "model_fields", {}))
 
 
 def _deepcopy(d: Any) -> Any:
