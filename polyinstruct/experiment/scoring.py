@@ -39,7 +39,7 @@ def echoes_prompt(response: str, prompt: str) -> bool:
 def score_predictions(pred_path: Path, *, identifier, seen_languages: list[str],
                       judge_summary: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """One row per language: n, lang_match_rate, chrf (+ judge totals when given)."""
-    from polyinstruct.judge.lid import same_language
+    from polyinstruct.judge.scores import language_consistency
 
     rows = list(iter_jsonl(pred_path))
     by_lang: dict[str, list[dict]] = defaultdict(list)
@@ -48,16 +48,16 @@ def score_predictions(pred_path: Path, *, identifier, seen_languages: list[str],
     out = []
     for lang, items in by_lang.items():
         responses = [r["response"] for r in items]
-        ids = identifier.identify(responses)
-        matches = [same_language(code, lang) for code, _conf in ids]
+        # one file = one model, so the consistency table has a single model with this language
+        (lid,) = (m for model in language_consistency(items, identifier)["models"].values() for m in model.values())
         row: dict[str, Any] = {
             "language": lang,
             "seen": lang in seen_languages,
             "n": len(items),
             # "undetermined" (None) counts as not in the prompt's language here: an empty or
             # code-only answer to a natural-language prompt is not a success.
-            "lang_match_rate": sum(1 for m in matches if m) / len(items),
-            "lang_undetermined_rate": sum(1 for m in matches if m is None) / len(items),
+            "lang_match_rate": lid["match"] / len(items),
+            "lang_undetermined_rate": lid["undetermined"] / len(items),
             "prompt_echo_rate": sum(echoes_prompt(r["response"], _last_user(r)) for r in items) / len(items),
             "chrf": chrf(responses, [r.get("reference") or "" for r in items])
             if all(r.get("reference") for r in items) else None,

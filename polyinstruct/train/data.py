@@ -12,7 +12,7 @@ import json
 import logging
 import random
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Iterable, Iterator
 
 from polyinstruct.data.records import Conversation
 from polyinstruct.errors import ConfigError
@@ -47,15 +47,6 @@ def load_template(cfg: TrainConfig, tokenizer):
     from polyinstruct.templates import load_template as _load
 
     return _load(cfg.template, tokenizer)
-
-
-def template_tokens(template: Any) -> list[str]:
-    """Marker strings a template wants registered as special tokens (may be none)."""
-    for attr in ("special_tokens", "added_tokens", "extra_special_tokens"):
-        v = getattr(template, attr, None)
-        if v:
-            return [str(t) for t in v]
-    return []
 
 
 def tokenize(convs: Iterable[Conversation], tokenizer, template, cfg: TrainConfig) -> list[dict]:

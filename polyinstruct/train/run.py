@@ -14,7 +14,6 @@ import os
 import platform
 import shutil
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -23,7 +22,7 @@ from polyinstruct.fileio import atomic_open, write_json
 from polyinstruct.train.batching import BatchPlan
 from polyinstruct.train.checkpoint import list_checkpoints, load_best_weights, load_checkpoint
 from polyinstruct.train.config import TrainConfig, load_train_config
-from polyinstruct.train.data import load_examples, load_template, template_tokens
+from polyinstruct.train.data import load_examples, load_template
 from polyinstruct.train.loop import Loop, LoopState, lr_lambda
 from polyinstruct.train.methods import apply_method, virtual_tokens
 from polyinstruct.train.modeling import count_parameters, load_model, load_tokenizer
@@ -119,7 +118,7 @@ def train(config: "str | os.PathLike | dict | TrainConfig", overrides: list[str]
 
     tokenizer, _ = load_tokenizer(_resolved(cfg.model))
     template = load_template(cfg, tokenizer)
-    tokenizer, n_added = load_tokenizer(_resolved(cfg.model), list(cfg.add_special_tokens) + template_tokens(template))
+    tokenizer, n_added = load_tokenizer(_resolved(cfg.model), list(cfg.add_special_tokens))
     if n_added:
         template = load_template(cfg, tokenizer)
     train_ex, val_ex, data_manifest = load_examples(cfg, tokenizer, template)
