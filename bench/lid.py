@@ -17,8 +17,8 @@ import importlib.util
 import json
 import time
 
-from polyinstruct.judge.lid import load_identifier
-from polyinstruct.judge.lid_eval import evaluate_lid, format_confusion, load_eval_texts
+from polyinstruct.lang.identify import load_identifier
+from polyinstruct.lang.accuracy import evaluate_lid, format_confusion, load_eval_texts
 
 
 def main() -> None:

@@ -122,7 +122,7 @@ def _run_cell(cfg: ExperimentConfig, cell: Cell, cdir: Path, root: Path, model_p
 
             judge_summary = judge_predictions(pred, cdir / "judge", judge=cfg.judge, lid=cfg.lid, progress=progress,
                                               seen_languages=cfg.train_languages)
-        from polyinstruct.judge.lid import load_identifier
+        from polyinstruct.lang.identify import load_identifier
 
         rows = score_predictions(pred, identifier=load_identifier(cfg.lid), seen_languages=cfg.train_languages,
                                  judge_summary=judge_summary)

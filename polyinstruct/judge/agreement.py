@@ -14,7 +14,7 @@ from typing import Any, Hashable, Iterable, Sequence
 from polyinstruct.errors import DataError
 from polyinstruct.fileio import iter_jsonl
 from polyinstruct.judge.analyses import pearson
-from polyinstruct.judge.codes import normalize_code
+from polyinstruct.lang.codes import normalize_code
 
 
 def system_level_pearson(human: Iterable[dict[str, Any]], judge: Iterable[dict[str, Any]],

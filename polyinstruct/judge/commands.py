@@ -52,7 +52,7 @@ def _lid(args: argparse.Namespace) -> int:
     if args.model_path:
         kw["model_path"] = args.model_path
     if args.eval is not None:
-        from polyinstruct.judge.lid_eval import evaluate_lid, format_confusion
+        from polyinstruct.lang.accuracy import evaluate_lid, format_confusion
 
         res = evaluate_lid(args.eval or None, args.backend, field=args.eval_field, **kw)
         print(format_confusion(res))
@@ -60,7 +60,7 @@ def _lid(args: argparse.Namespace) -> int:
             print(f"  miss {e['id']}: {e['gold']} -> {e['predicted']} ({e['confidence']}): {e['text']!r}")
         print(json.dumps({k: res[k] for k in ("identifier", "field", "n", "accuracy", "per_language")}))
         return 0
-    from polyinstruct.judge.lid import load_identifier
+    from polyinstruct.lang.identify import load_identifier
 
     ident = load_identifier(args.backend, **kw)
     if args.jsonl:

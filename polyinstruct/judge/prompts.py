@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from polyinstruct.errors import ConfigError, UnknownNameError
-from polyinstruct.judge.codes import normalize_code
+from polyinstruct.lang.codes import normalize_code
 from polyinstruct.registry import suggest
 
 _PLACEHOLDER = re.compile(r"\{(question|answer|answer_a|answer_b|reference)\}")

@@ -20,7 +20,7 @@ from polyinstruct.judge.analyses import unique_token_analysis
 from polyinstruct.judge.cache import JudgmentCache
 from polyinstruct.judge.config import JudgeConfig, build_backend, cache_path, resolve_judge_config
 from polyinstruct.judge.judges import PairwiseJudge, SingleJudge
-from polyinstruct.judge.lid import LanguageIdentifier, load_identifier
+from polyinstruct.lang.identify import LanguageIdentifier, load_identifier
 from polyinstruct.judge.prompts import load_template
 from polyinstruct.judge.scores import (apply_language_penalty, markdown_table, pairwise_summary,
                                        summarize)

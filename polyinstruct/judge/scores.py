@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Iterable
 
-from polyinstruct.judge.codes import normalize_code, same_language
+from polyinstruct.lang.codes import normalize_code, same_language
 
 
 # Pairs a statistical identifier confuses on short text (see docs/judging.md).

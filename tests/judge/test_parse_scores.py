@@ -9,7 +9,7 @@ from polyinstruct.judge.agreement import (annotator_agreement, cohen_kappa, load
                                           system_level_pearson)
 from polyinstruct.judge.analyses import (default_tokenize, fake_judge, fake_judge_win_rates, pearson,
                                          unique_token_analysis)
-from polyinstruct.judge.lid import load_identifier
+from polyinstruct.lang.identify import load_identifier
 from polyinstruct.judge.parse import parse_preference, parse_score
 from polyinstruct.judge.prompts import available_templates, load_template
 from polyinstruct.judge.scores import language_consistency, summarize

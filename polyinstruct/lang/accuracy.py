@@ -14,8 +14,8 @@ from typing import Any
 
 from polyinstruct.errors import DataError
 from polyinstruct.fileio import iter_jsonl
-from polyinstruct.judge.codes import normalize_code
-from polyinstruct.judge.lid import LanguageIdentifier, load_identifier
+from polyinstruct.lang.codes import normalize_code
+from polyinstruct.lang.identify import LanguageIdentifier, load_identifier
 
 
 def default_eval_dir() -> Path:

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from polyinstruct.errors import ConfigError, MissingDependencyError
-from polyinstruct.judge import refine as _refine
-from polyinstruct.judge.codes import UND, normalize_code, same_language
+from polyinstruct.lang import refine as _refine
+from polyinstruct.lang.codes import UND, normalize_code, same_language
 from polyinstruct.registry import Registry
 
 __all__ = ["LIDPolicy", "LanguageIdentifier", "IDENTIFIERS", "load_identifier", "normalize_code",

@@ -7,9 +7,9 @@ import importlib.util
 import pytest
 
 from polyinstruct.errors import ConfigError, UnknownNameError
-from polyinstruct.judge.lid import load_identifier, normalize_code, same_language, strip_non_language
-from polyinstruct.judge.refine import refine
-from tests.judge.lid_samples import SAMPLES
+from polyinstruct.lang.identify import load_identifier, normalize_code, same_language, strip_non_language
+from polyinstruct.lang.refine import refine
+from tests.lang.lid_samples import SAMPLES
 
 
 @pytest.mark.parametrize("label,code", [
@@ -102,7 +102,7 @@ def test_openlid_style_labels_through_fasttext_loader(monkeypatch):
 
 
 def test_tie_breakers_leave_danish_and_russian_questions_alone(lite):
-    from tests.judge.lid_samples import DANISH_SHORT, RUSSIAN_SHORT
+    from tests.lang.lid_samples import DANISH_SHORT, RUSSIAN_SHORT
 
     assert all(c in ("da", "und") for c, _ in lite.identify(DANISH_SHORT))
     assert [c for c, _ in lite.identify(RUSSIAN_SHORT)] == ["ru"] * len(RUSSIAN_SHORT)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from polyinstruct.judge.lid_eval import default_eval_dir, evaluate_lid, format_confusion
+from polyinstruct.lang.accuracy import default_eval_dir, evaluate_lid, format_confusion
 
 LANGS = {"en", "fr", "es", "ru", "bg", "zh", "bn", "no"}
 HAVE_DATA = default_eval_dir().is_dir() and any(default_eval_dir().glob("*.jsonl"))
