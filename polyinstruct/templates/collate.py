@@ -23,13 +23,14 @@ used unpacked either, so packed and unpacked losses are identical).
 
 from __future__ import annotations
 
+from polyinstruct.templates.labels import IGNORE_INDEX
+
 import bisect
 import random
 from typing import Any, Sequence
 
 from polyinstruct.errors import ConfigError
 
-IGNORE_INDEX = -100
 
 
 class PaddedCollator:

@@ -14,6 +14,8 @@ transformers' own Llama tokenizer uses), so no spurious space appears.
 
 from __future__ import annotations
 
+from polyinstruct.templates.labels import IGNORE_INDEX
+
 import logging
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -24,7 +26,6 @@ from polyinstruct.templates.render import ChatTemplate, Segment
 from polyinstruct.templates.verify import verify_labels
 
 log = logging.getLogger(__name__)
-IGNORE_INDEX = -100
 TRAIN_ON = ("all", "last")
 TRUNCATION = ("turn", "drop")
 

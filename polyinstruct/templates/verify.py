@@ -12,11 +12,12 @@ compared after that tokenizer's own normalizer.
 
 from __future__ import annotations
 
+from polyinstruct.templates.labels import IGNORE_INDEX
+
 from typing import Any
 
 from polyinstruct.errors import SpanMismatchError
 
-IGNORE_INDEX = -100
 
 
 def labelled_spans(input_ids: list[int], labels: list[int]) -> list[list[int]]:

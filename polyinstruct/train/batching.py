@@ -21,7 +21,7 @@ from typing import Sequence
 
 import torch
 
-IGNORE = -100
+from polyinstruct.templates.labels import IGNORE_INDEX
 
 
 @dataclass(frozen=True)
@@ -68,4 +68,4 @@ class BatchPlan:
 
 def loss_tokens(labels: Sequence[int]) -> int:
     """Tokens that carry loss after the causal shift (label at position t>=1)."""
-    return sum(1 for x in labels[1:] if x != IGNORE)
+    return sum(1 for x in labels[1:] if x != IGNORE_INDEX)

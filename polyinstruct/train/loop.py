@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from polyinstruct.templates.collate import PackedCollator, PaddedCollator
-from polyinstruct.train.batching import IGNORE, BatchPlan
+from polyinstruct.templates.labels import IGNORE_INDEX
+from polyinstruct.train.batching import BatchPlan
 from polyinstruct.train.checkpoint import save_best, save_checkpoint
 from polyinstruct.train.config import TrainConfig
 from polyinstruct.train.tracking import MetricsSink
@@ -60,7 +61,7 @@ def token_ce_sum(logits: torch.Tensor, labels: torch.Tensor, skip: int = 0) -> t
         logits = logits[:, skip:]
     logits = logits[:, :-1]
     target = labels[:, 1:]
-    keep = target != IGNORE
+    keep = target != IGNORE_INDEX
     return F.cross_entropy(logits[keep].float(), target[keep], reduction="sum")
 
 
@@ -70,7 +71,7 @@ def token_ce_by_row(logits: torch.Tensor, labels: torch.Tensor, skip: int = 0) -
         logits = logits[:, skip:]
     logits, target = logits[:, :-1].float(), labels[:, 1:]
     ce = F.cross_entropy(logits.transpose(1, 2), target.clamp(min=0), reduction="none")
-    keep = (target != IGNORE).float()
+    keep = (target != IGNORE_INDEX).float()
     return (ce * keep).sum(1), keep.sum(1)
 
 
@@ -124,7 +125,7 @@ class Loop:
             # Project only positions that predict a labelled token: the LM head (often the largest
             # matmul, and the largest activation) is skipped on prompts and padding.
             keep = torch.zeros_like(labels, dtype=torch.bool)
-            keep[:, :-1] = labels[:, 1:] != IGNORE
+            keep[:, :-1] = labels[:, 1:] != IGNORE_INDEX
             with self.acc.autocast():
                 logits = self.model(**batch, use_cache=False, logits_to_keep=keep).logits
             target = labels[:, 1:][keep[:, :-1]]
