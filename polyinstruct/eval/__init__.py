@@ -1,1 +1,0 @@
-"""polyinstruct.eval"""
