@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from polyinstruct.yamlio import safe_load
 from polyinstruct.errors import ConfigError
 
 M = TypeVar("M")
@@ -23,7 +24,7 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError("file not found", file=str(path))
     try:
         with open(path, encoding="utf-8-sig") as f:
-            data = yaml.safe_load(f)
+            data = safe_load(f)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -44,7 +45,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
         key, raw = item.split("=", 1)
         key = key.strip().lstrip("-")
         try:
-            value = yaml.safe_load(raw) if raw != "" else ""
+            value = safe_load(raw) if raw != "" else ""
         except yaml.YAMLError:
             value = raw
         node = out

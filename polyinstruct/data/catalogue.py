@@ -23,9 +23,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from polyinstruct.config import load_yaml
+from polyinstruct.yamlio import load_yaml
 from polyinstruct.data.records import Conversation
 from polyinstruct.errors import ConfigError, DataError, UnknownNameError
+from polyinstruct.lang.codes import language_code_problem
 from polyinstruct.registry import suggest
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "resources" / "catalogue"
@@ -96,7 +97,13 @@ def _parse_entry(name: str, spec: Any, file: Path) -> CatalogueEntry:
             raise ConfigError(str(e), file=where, field=f"{name}.format") from None
     data = dict(spec)
     langs = data.get("languages") or []
-    data["languages"] = [langs] if isinstance(langs, str) else [str(x) for x in langs]
+    if not isinstance(langs, (str, list)):
+        raise ConfigError("languages must be a list of language codes", file=where, field=f"{name}.languages")
+    data["languages"] = [langs] if isinstance(langs, str) else list(langs)
+    for i, code in enumerate(data["languages"]):
+        problem = language_code_problem(code)
+        if problem:
+            raise ConfigError(problem, file=where, field=f"{name}.languages[{i}]")
     data["combine"] = list(data.get("combine") or [])
     data["tags"] = list(data.get("tags") or [])
     for k in ("path", "glob"):

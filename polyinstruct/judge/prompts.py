@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-import yaml
 
+from polyinstruct.yamlio import safe_load
 from polyinstruct.errors import ConfigError, UnknownNameError
 from polyinstruct.lang.codes import normalize_code
 from polyinstruct.registry import suggest
@@ -73,7 +73,7 @@ def load_template(name_or_path: str) -> JudgeTemplate:
             raise UnknownNameError(f"unknown judge template {name_or_path!r}.{suggest(name_or_path, names)} "
                                    f"Known: {', '.join(names)}")
     with open(path, encoding="utf-8") as f:
-        data = yaml.safe_load(f) or {}
+        data = safe_load(f) or {}
     src = str(path)
     for key in ("name", "version", "kind", "variants"):
         if key not in data:

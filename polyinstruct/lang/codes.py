@@ -98,3 +98,36 @@ def same_language(a: str | None, b: str | None) -> bool | None:
     if na == UND or nb == UND:
         return None
     return na == nb
+
+
+# A language code as data and configs may declare it: an ISO 639 code (2-3 lower-case letters)
+# with optional script/region subtags (``zh-Hans``, ``pt_BR``, ``nob_Latn``). Nothing else: no
+# path separators, dots or spaces, since codes become file and folder names.
+_CODE_SHAPE = r"[a-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*"
+
+
+def language_code_problem(code: object) -> str | None:
+    """Why ``code`` is not a usable language code, or None when it is one."""
+    import re
+
+    if isinstance(code, bool):
+        return (f"language code {code!r} is a YAML boolean; write the code as a string (polyinstruct reads "
+                "`no` as Norwegian, but other YAML tools may need quotes: \"no\")")
+    if not isinstance(code, str):
+        return f"language code must be a string, got {type(code).__name__} {code!r}"
+    if not re.fullmatch(_CODE_SHAPE, code):
+        return (f"{code!r} is not a language code (ISO 639-1/3 like 'en', 'no', 'zho', optionally with a "
+                "script/region subtag like 'zh-Hans'; no paths, dots or spaces)")
+    return None
+
+
+def validate_language_code(code: object) -> str:
+    """Return ``code`` when it is a well-formed language code, else raise ``ValueError`` saying why.
+
+    Callers wrap the message in their own located error (``ConfigError`` with
+    the file and field, ``RecordError`` with ``path:line``).
+    """
+    problem = language_code_problem(code)
+    if problem:
+        raise ValueError(problem)
+    return code  # type: ignore[return-value]

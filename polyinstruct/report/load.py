@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
+from polyinstruct.yamlio import safe_load
 from polyinstruct.fileio import iter_jsonl
 
 
@@ -52,7 +52,7 @@ def _read_jsonl(path: Path) -> list[dict]:
 def load_experiment(root: str | Path) -> ExperimentData:
     root = Path(root)
     cfg_path = root / "experiment.yaml"
-    config = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) if cfg_path.exists() else {}
+    config = safe_load(cfg_path.read_text(encoding="utf-8")) if cfg_path.exists() else {}
     data = ExperimentData(root=root, config=config or {}, results=_read_jsonl(root / "results.jsonl"))
     arms_budget = root / "arms" / "budget.json"
     if arms_budget.exists():

@@ -7,8 +7,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 
+from polyinstruct.yamlio import safe_load
 from polyinstruct.errors import UnknownNameError
 from polyinstruct.registry import suggest
 from polyinstruct.templates.render import ChatTemplate
@@ -29,7 +29,7 @@ def builtin_names() -> list[str]:
 
 def cot_phrases() -> dict[str, str]:
     """Zero-shot chain-of-thought phrase per language (``resources/templates/cot.yaml``)."""
-    return dict(yaml.safe_load((_resource_dir() / "cot.yaml").read_text(encoding="utf-8")))
+    return dict(safe_load((_resource_dir() / "cot.yaml").read_text(encoding="utf-8")))
 
 
 def load_template(name_or_path: str | Path, tokenizer: Any = None, *, language: str | None = None,

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from polyinstruct.yamlio import safe_load
 from polyinstruct.errors import ConfigError
 
 PLACEHOLDER = re.compile(r"\{(content|system|input|eos|bos)\}")
@@ -102,7 +103,7 @@ class TemplateSpec:
     def from_file(cls, path: str | Path) -> "TemplateSpec":
         path = Path(path)
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             line = f" (line {mark.line + 1})" if mark is not None else ""

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from polyinstruct.yamlio import safe_load
 from polyinstruct.errors import ConfigError
 from polyinstruct.fileio import atomic_open, write_json
 from polyinstruct.train.batching import BatchPlan
@@ -213,7 +214,7 @@ def _warn_if_config_changed(cfg: TrainConfig, run_dir: Path) -> None:
     if not old_path.exists():
         return
     with open(old_path, encoding="utf-8") as f:
-        old = yaml.safe_load(f) or {}
+        old = safe_load(f) or {}
     new = cfg.dump()
     changed = sorted(k for k in set(old) | set(new) if k != "resume" and old.get(k) != new.get(k))
     if changed:
