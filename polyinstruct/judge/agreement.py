@@ -7,14 +7,15 @@ Human score files are JSONL rows ``{"id", "model", "language", "annotator", "sco
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from itertools import combinations
-from typing import Any, Hashable, Iterable, Sequence
+from typing import Any, Iterable
 
 from polyinstruct.errors import DataError
 from polyinstruct.fileio import iter_jsonl
-from polyinstruct.judge.analyses import pearson
 from polyinstruct.lang.codes import normalize_code
+# The maths lives in the one statistics module; re-exported here for existing callers.
+from polyinstruct.stats import cohen_kappa, exact_agreement, pairwise_agreement, pearson  # noqa: F401
 
 
 def system_level_pearson(human: Iterable[dict[str, Any]], judge: Iterable[dict[str, Any]],
@@ -40,27 +41,6 @@ def system_level_pearson(human: Iterable[dict[str, Any]], judge: Iterable[dict[s
     return out
 
 
-def cohen_kappa(a: Sequence[Hashable], b: Sequence[Hashable]) -> float | None:
-    """Cohen's kappa for two annotators' labels on the same items."""
-    if len(a) != len(b) or not a:
-        return None
-    n = len(a)
-    po = sum(x == y for x, y in zip(a, b)) / n
-    ca, cb = Counter(a), Counter(b)
-    pe = sum(ca[k] * cb.get(k, 0) for k in ca) / (n * n)
-    return 1.0 if pe == 1 else (po - pe) / (1 - pe)
-
-
-def pairwise_agreement(a: Sequence[str], b: Sequence[str]) -> float | None:
-    """Tulu's agreement: 1 when preferences match, 0.5 when exactly one says tie, else 0."""
-    if len(a) != len(b) or not a:
-        return None
-    total = 0.0
-    for x, y in zip(a, b):
-        total += 1.0 if x == y else 0.5 if "tie" in (x, y) else 0.0
-    return total / len(a)
-
-
 def annotator_agreement(rows: Iterable[dict[str, Any]], field: str = "score") -> dict[str, Any]:
     """Mean over annotator pairs of exact agreement and Cohen's kappa (pairwise: ties count half)."""
     by_item: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
@@ -73,7 +53,7 @@ def annotator_agreement(rows: Iterable[dict[str, Any]], field: str = "score") ->
         if not common:
             continue
         la, lb = [d[x] for d in common], [d[y] for d in common]
-        agree = pairwise_agreement(la, lb) if field == "preference" else sum(p == q for p, q in zip(la, lb)) / len(la)
+        agree = pairwise_agreement(la, lb) if field == "preference" else exact_agreement(la, lb)
         pairs.append({"annotators": [x, y], "n": len(common), "agreement": agree, "kappa": cohen_kappa(la, lb)})
     mean = lambda key: (sum(p[key] for p in pairs if p[key] is not None) / len(pairs)) if pairs else None  # noqa: E731
     return {"pairs": pairs, "agreement": mean("agreement"), "kappa": mean("kappa")}

@@ -10,10 +10,11 @@ count model tokens as Tulu did.
 
 from __future__ import annotations
 
-import math
 import re
 from collections import defaultdict
 from typing import Any, Callable, Iterable, Sequence
+
+from polyinstruct.stats import pearson  # noqa: F401  (re-exported: the maths lives in polyinstruct.stats)
 
 _TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]|[^\W_]+", re.UNICODE)
 
@@ -26,19 +27,6 @@ def default_tokenize(text: str) -> list[str]:
 
 def unique_tokens(text: str, tokenize: Tokenizer | None = None) -> int:
     return len(set((tokenize or default_tokenize)(text or "")))
-
-
-def pearson(x: Sequence[float], y: Sequence[float]) -> float | None:
-    """Pearson r; None when fewer than 2 points or a constant series."""
-    n = len(x)
-    if n != len(y) or n < 2:
-        return None
-    mx, my = sum(x) / n, sum(y) / n
-    sxx = sum((a - mx) ** 2 for a in x)
-    syy = sum((b - my) ** 2 for b in y)
-    if sxx == 0 or syy == 0:
-        return None
-    return sum((a - mx) * (b - my) for a, b in zip(x, y)) / math.sqrt(sxx * syy)
 
 
 def mean_unique_tokens(predictions: Iterable[dict[str, Any]], tokenize: Tokenizer | None = None) -> dict[str, float]:
