@@ -25,6 +25,8 @@ COMMAND_MODULES = [
     "polyinstruct.models.commands",
     "polyinstruct.experiment.commands",
     "polyinstruct.report.commands",
+    "polyinstruct.annotate.commands",
+    "polyinstruct.analysis.commands",
 ]
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import asdict, dataclass
-from typing import Any, Hashable, Mapping, Sequence
+from typing import Any, Callable, Hashable, Mapping, Sequence
 
 import numpy as np
 
@@ -145,6 +145,25 @@ def paired_bootstrap(a: Sequence[float], b: Sequence[float], *, resamples: int =
     return _percentile_interval(xa - xb, int(resamples), int(seed), level)
 
 
+def bootstrap_statistic(n: int, statistic: Callable[[np.ndarray], float], *, resamples: int = DEFAULT_RESAMPLES,
+                        seed: int = DEFAULT_SEED, level: float = DEFAULT_LEVEL) -> Interval:
+    """Percentile interval of any statistic of n items (e.g. corpus chrF from per-sentence sums).
+
+    ``statistic(indices)`` gets an int array of item indices (all items once for the
+    estimate, then each replicate's draw, the same draws as ``bootstrap_mean``) and
+    returns a float. For a paired difference, let it compute both arms on the same indices.
+    """
+    _check(level, resamples)
+    if n <= 0:
+        return Interval(None, None, None, 0, level, int(resamples), int(seed))
+    estimate = float(statistic(np.arange(n)))
+    idx = np.random.default_rng(int(seed)).integers(0, n, size=(int(resamples), n))
+    reps = np.array([statistic(row) for row in idx], dtype=float)
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(reps, [alpha, 1.0 - alpha])
+    return Interval(estimate, float(low), float(high), int(n), level, int(resamples), int(seed))
+
+
 def align(a: Mapping[Hashable, float], b: Mapping[Hashable, float]) -> tuple[list[Hashable], list[float], list[float], dict[str, list]]:
     """Pair two keyed results (e.g. ``{prompt_id: score}``) on their common keys.
 
@@ -222,3 +241,42 @@ def pairwise_agreement(a: Sequence[str], b: Sequence[str]) -> float | None:
     for x, y in zip(a, b):
         total += 1.0 if x == y else 0.5 if "tie" in (x, y) else 0.0
     return total / len(a)
+
+
+def fleiss_kappa(ratings: Sequence[Sequence[Hashable]]) -> float | None:
+    """Fleiss' kappa: one list of labels per item (any number of raters, 2 or more per item).
+
+    P_i = (sum_j n_ij^2 - n_i) / (n_i (n_i - 1)); P_bar is their mean; p_j is label j's
+    share of all ratings; kappa = (P_bar - P_e) / (1 - P_e) with P_e = sum_j p_j^2. With
+    the same number of raters per item this is Fleiss (1971). None without an item rated
+    twice; 1.0 when every rating is the same label (P_e = 1).
+    """
+    items = [list(r) for r in ratings if len(r) >= 2]
+    if not items:
+        return None
+    totals: Counter = Counter()
+    p_items = []
+    for labels in items:
+        counts = Counter(labels)
+        totals.update(counts)
+        n = len(labels)
+        p_items.append((sum(c * c for c in counts.values()) - n) / (n * (n - 1)))
+    n_all = sum(totals.values())
+    p_e = sum((c / n_all) ** 2 for c in totals.values())
+    p_bar = sum(p_items) / len(p_items)
+    return 1.0 if p_e == 1 else (p_bar - p_e) / (1 - p_e)
+
+
+# --- intervals of any statistic ------------------------------------------------------------------
+
+def interval_from_replicates(estimate: float, replicates: Sequence[float], *, level: float = DEFAULT_LEVEL,
+                             seed: int = DEFAULT_SEED) -> Interval:
+    """Percentile interval of any statistic from its bootstrap replicates (e.g. refitted
+    parameters), computed by the caller; ``n`` is the number of replicates."""
+    _check(level, max(len(replicates), 1))
+    arr = _as_array(replicates, "replicates")
+    if arr.size == 0:
+        return Interval(float(estimate), None, None, 0, level, 0, seed)
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(arr, [alpha, 1.0 - alpha])
+    return Interval(float(estimate), float(low), float(high), int(arr.size), level, int(arr.size), seed)

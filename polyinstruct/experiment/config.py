@@ -37,6 +37,9 @@ class ExperimentConfig(BaseModel):
     eval_data: dict[str, str] | None = Field(None, description="language -> evaluation prompts; default: embedded")
     examples_per_language: int | None = Field(None, ge=1, description="use only the first N parallel ids")
     downsample_by: Literal["tokens", "examples"] = "tokens"
+    sizes: list[int] | None = Field(
+        None, description="size axis (docs/analysis.md): examples per language at each grid point; every trained "
+        "arm runs once per size as cell '<arm>@<size>', the base cell counts as size 0")
     train: dict[str, Any] = Field(default_factory=dict, description="training config fields for every arm")
     eval: EvalSettings = Field(default_factory=EvalSettings)
     judge: dict[str, Any] | None = None
@@ -56,8 +59,21 @@ class ExperimentConfig(BaseModel):
             raise ValueError("at least one arm is needed")
         return arms
 
+    @field_validator("sizes")
+    @classmethod
+    def _check_sizes(cls, sizes: list[int] | None) -> list[int] | None:
+        if sizes is not None and (not sizes or any(n < 1 for n in sizes) or len(set(sizes)) != len(sizes)):
+            raise ValueError("sizes must be distinct positive example counts per language")
+        return sorted(sizes) if sizes else sizes
+
     def cells(self) -> list["Cell"]:
-        """Expand arms into cells: ``mono`` becomes one cell per training language."""
+        """Expand arms into cells: ``mono`` becomes one cell per training language; with ``sizes``
+        every trained cell repeats once per size (``multi@16``) and the base cell has size 0."""
+        if self.sizes:
+            plain = self.model_copy(update={"sizes": None}).cells()
+            return [Cell(c.name, c.kind, c.eval_languages, size=0) if c.kind == "base" else
+                    Cell(f"{c.name}@{n}", c.kind, c.eval_languages, size=n) for c in plain
+                    for n in ([0] if c.kind == "base" else self.sizes)]
         out: list[Cell] = []
         for a in self.arms:
             if a == "mono":
@@ -75,6 +91,12 @@ class Cell(BaseModel):
     name: str
     kind: str
     eval_languages: list[str]
+    size: int | None = None  # examples per language on a size axis (None: no axis)
 
-    def __init__(self, name: str, kind: str, eval_languages: list[str]):
-        super().__init__(name=name, kind=kind, eval_languages=eval_languages)
+    def __init__(self, name: str, kind: str, eval_languages: list[str], size: int | None = None):
+        super().__init__(name=name, kind=kind, eval_languages=eval_languages, size=size)
+
+    @property
+    def arm_name(self) -> str:
+        """The cell's name without its ``@size`` suffix (names its data file)."""
+        return self.name.split("@", 1)[0]

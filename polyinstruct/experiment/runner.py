@@ -43,6 +43,7 @@ def run_experiment(config: str | os.PathLike | dict | ExperimentConfig, override
     cfg = load_experiment_config(config, overrides)
     root = Path(cfg.output_dir)
     root.mkdir(parents=True, exist_ok=True)
+    started = time.time()
     say = _printer(progress)
     with atomic_open(root / "experiment.yaml") as f:
         yaml.safe_dump(cfg.model_dump(), f, sort_keys=False, allow_unicode=True)
@@ -53,7 +54,9 @@ def run_experiment(config: str | os.PathLike | dict | ExperimentConfig, override
     model_path = resolve_model_path(cfg.model)
     counter = _token_counter(model_path)
     needs_data = any(c.kind != "base" for c in cfg.cells())
-    data_budget = build_arms(cfg, root, counter) if needs_data else {}
+    data_budget = build_arms(cfg, root, counter) if needs_data and not cfg.sizes else {}
+    for n in (cfg.sizes or []) if needs_data else []:  # size axis: one set of arms per size
+        data_budget = build_arms(cfg.model_copy(update={"examples_per_language": n}), _data_root(root, n), counter)
     eval_path = root / "eval_prompts.jsonl"
     if not eval_path.exists():
         write_jsonl(eval_path, (c.to_dict() for c in load_eval_prompts(cfg)))
@@ -69,6 +72,9 @@ def run_experiment(config: str | os.PathLike | dict | ExperimentConfig, override
         write_json(cdir / "done.json", {"cell": cell.name, "finished_at": time.time()})
 
     _write_results(cfg, root, data_budget)
+    from polyinstruct.report.provenance import write_provenance  # versions, hashes, hardware, wall time
+
+    write_provenance(root, cfg.model_dump(), model_path=model_path, started_at=started, stage_seconds=say.finish())
     if report:
         from polyinstruct.report import write_report
 
@@ -88,7 +94,7 @@ def _run_cell(cfg: ExperimentConfig, cell: Cell, cdir: Path, root: Path, model_p
         if not (run_dir / "budget.json").exists():
             from polyinstruct.train import train
 
-            data_file = arm_file(root, cell.name, cell.kind)
+            data_file = arm_file(_data_root(root, cell.size), cell.arm_name, cell.kind)
             train_cfg = {**cfg.train, "model": model_path, "template": cfg.template, "method": cfg.method,
                          "data": [str(data_file)], "output_dir": str(run_dir), "seed": cfg.seed}
             say(f"  train {cell.name} on {data_file.name} ({cfg.method})")
@@ -140,13 +146,19 @@ def _write_results(cfg: ExperimentConfig, root: Path, data_budget: dict[str, Any
             budget = read_json(cdir / "run" / "budget.json")
         for r in read_json(cdir / "scores.json")["rows"]:
             rows.append({"cell": cell.name, "arm": cell.kind, "model": cfg.model, **r,
-                         "train_tokens": budget.get("tokens_seen", 0)})
+                         "train_tokens": budget.get("tokens_seen", 0),
+                         **({"size": cell.size} if cell.size is not None else {})})
     order = {lang: i for i, lang in enumerate(cfg.eval_languages)}
     cell_order = {c.name: i for i, c in enumerate(cfg.cells())}
     rows.sort(key=lambda r: (cell_order.get(r["cell"], 99), order.get(r["language"], 99)))
     write_jsonl(root / "results.jsonl", rows)
     if data_budget:
         write_json(root / "budget_table.json", data_budget)
+
+
+def _data_root(root: Path, size: int | None) -> Path:
+    """Where a cell's arms live: ``arms/`` without a size axis, ``sizes/<n>/arms/`` with one."""
+    return root if not size else root / "sizes" / str(size)
 
 
 def _token_counter(model_path: str) -> Callable[[str], int] | None:
@@ -160,7 +172,30 @@ def _token_counter(model_path: str) -> Callable[[str], int] | None:
     return lambda text: len(tok(text, add_special_tokens=False)["input_ids"])
 
 
-def _printer(progress: bool) -> Progress:
-    if progress:
-        return lambda msg: print(msg, flush=True)
-    return lambda msg: log.info(msg)
+class _printer:
+    """Prints (or logs) progress lines with the elapsed time, and adds up the seconds spent after
+    each kind of line (``train``, ``predict``, ``score``, ``[model]``...) into ``totals``."""
+
+    def __init__(self, progress: bool):
+        self.progress, self.t0 = progress, time.monotonic()
+        self.last, self.label, self.totals = self.t0, None, {}
+
+    def _account(self) -> float:
+        now = time.monotonic()
+        if self.label:
+            self.totals[self.label] = round(self.totals.get(self.label, 0.0) + now - self.last, 1)
+        self.last = now
+        return now
+
+    def __call__(self, msg: str) -> None:
+        now = self._account()
+        word = (msg.split() or ["other"])[0]
+        self.label = "cell" if word[:1] == "[" and "/" in word else word
+        line = f"[{now - self.t0:7.1f}s] {msg}"
+        print(line, flush=True) if self.progress else log.info(line)
+
+    def finish(self) -> dict[str, float]:
+        """Close the running stage; the seconds per stage kind so far."""
+        self._account()
+        self.label = None
+        return dict(self.totals)
