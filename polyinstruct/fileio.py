@@ -1,17 +1,48 @@
 """Small file helpers shared by every stage: atomic writes and JSONL I/O.
 
 Outputs are written to a temporary file in the same folder and renamed, so an
-interrupted run never leaves a half-written file behind.
+interrupted run never leaves a half-written file behind. Replaced files keep their
+permissions; new ones get the usual ``0666 & ~umask`` (0644 under the common umask
+022), never the private 0600 of a raw temp file.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
+
+from polyinstruct.errors import DataError
+
+log = logging.getLogger(__name__)
+_umask_lock = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _umask_lock:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def _target_mode(path: Path) -> int:
+    try:
+        return path.stat().st_mode & 0o7777  # replacing a file keeps its permissions
+    except OSError:
+        return 0o666 & ~current_umask()
 
 
 @contextmanager
@@ -22,6 +53,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     binary = "b" in mode
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _target_mode(path))
         with os.fdopen(fd, mode, **({} if binary else {"encoding": encoding})) as f:
             yield f
             f.flush()
@@ -57,15 +89,38 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
     return n
 
 
-def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:
-    """Yield complete JSON lines; a trailing partial line (a crash mid-write) is ignored."""
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.endswith("\n"):
+def iter_jsonl(path: str | os.PathLike, *, skip_bad: bool = False) -> Iterator[dict]:
+    """Yield the JSON objects of a JSONL file (see ``iter_jsonl_numbered``)."""
+    for _line, row in iter_jsonl_numbered(path, skip_bad=skip_bad):
+        yield row
+
+
+def iter_jsonl_numbered(path: str | os.PathLike, *, skip_bad: bool = False) -> Iterator[tuple[int, dict]]:
+    """Yield ``(line number, object)`` for each line of a JSONL file.
+
+    A trailing partial line (a crash mid-append) is ignored. Any other line that is
+    not a JSON object is a ``DataError`` naming ``path:line``; with ``skip_bad`` (caches,
+    where a lost line only costs a recomputation) it is logged and skipped instead.
+    """
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            if not raw.endswith(b"\n"):
                 break
-            line = line.strip()
-            if line:
-                yield json.loads(line)
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw.decode("utf-8"))
+                problem = None if isinstance(row, dict) else f"expected a JSON object, got {type(row).__name__}"
+            except UnicodeDecodeError as e:
+                problem = f"not valid UTF-8 ({e.reason} at byte {e.start})"
+            except ValueError as e:
+                problem = f"invalid JSON ({e})"
+            if problem is None:
+                yield lineno, row
+            elif skip_bad:
+                log.warning("%s:%d: skipping a corrupt line: %s", path, lineno, problem)
+            else:
+                raise DataError(problem, path=str(path), line=lineno)
 
 
 def append_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 
 from polyinstruct.data.records import Conversation
 from polyinstruct.errors import DataError, PolyinstructError
-from polyinstruct.fileio import append_jsonl, iter_jsonl
+from polyinstruct.fileio import append_jsonl, iter_jsonl_numbered
 from polyinstruct.infer.backend import DecodingParams, GenerationBackend
 from polyinstruct.infer.decoding import resolve_decoding
 
@@ -77,6 +77,19 @@ def repair_tail(path: Path) -> None:
         f.truncate(keep)
 
 
+def read_existing(out: Path) -> list[dict[str, Any]]:
+    """Rows already in a predict ``--out`` file; a corrupt line or a row without ``id`` is a located error."""
+    if not out.exists():
+        return []
+    rows = []
+    for line, row in iter_jsonl_numbered(out):
+        if not isinstance(row.get("id"), (str, int)) or isinstance(row.get("id"), bool):
+            raise DataError("missing or invalid 'id' (predictions are resumed by id); fix the line or write to a "
+                            "new output file", path=str(out), line=line, field="id")
+        rows.append(row)
+    return rows
+
+
 def _resolve_backend(model: str | GenerationBackend, backend: str, backend_kwargs: dict[str, Any]
                      ) -> tuple[GenerationBackend, str]:
     if isinstance(model, (str, os.PathLike)):
@@ -102,7 +115,7 @@ def predict(data: str | os.PathLike | Iterable[Conversation | dict[str, Any]], m
     out = Path(out_path)
     params = resolve_decoding(decoding, max_new_tokens=max_new_tokens)
     repair_tail(out)
-    existing = list(iter_jsonl(out)) if out.exists() else []
+    existing = read_existing(out)
     done_ids = {str(r["id"]) for r in existing}
     expected_name = model_name or (str(model) if isinstance(model, (str, os.PathLike)) else None)
     for r in existing[:1]:  # resuming must not mix settings in one file

@@ -4,7 +4,9 @@ The key covers everything that changes a verdict (judge model, template name,
 version and language variant, the rendered judge conversation), so a rerun
 costs nothing, an interrupted run resumes where it stopped, and editing a
 template (bumping its version) invalidates exactly its entries. Lines are
-appended with one write + fsync; a torn last line from a kill is ignored.
+appended with one write + fsync; a torn last line from a kill is ignored, and a
+corrupt line elsewhere is skipped with a warning naming ``path:line`` (its item is
+asked again).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ class JudgmentCache:
         self._lock = threading.Lock()
         self._items: dict[str, dict[str, Any]] = {}
         if self.path and self.path.is_file():
-            for row in iter_jsonl(self.path):
+            for row in iter_jsonl(self.path, skip_bad=True):
                 if "key" in row:
                     self._items[row["key"]] = row
 

@@ -76,32 +76,64 @@ def test_interrupted_run_resumes_every_id_once(hf_backend, tmp_path):
         predict(data, hf_backend, out, max_new_tokens=7)  # other settings would mix in one file
 
 
+# The child kills itself at a known point: after two whole chunks and half a line of the third
+# (a crash mid-append), so the test never races the kill against the generation.
+_KILL_MID_WRITE = """
+import os, signal, sys
+import polyinstruct.infer.predict as P
+orig, n = P.append_jsonl, [0]
+def append(path, rows):
+    n[0] += 1
+    if n[0] == 3:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write('{"id": "torn", "respo')
+        os.kill(os.getpid(), signal.SIGKILL)
+    return orig(path, rows)
+P.append_jsonl = append
+from polyinstruct.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 @pytest.mark.slow
 def test_killed_process_rerun_yields_every_id_exactly_once(varied_model_dir, tmp_path):
     data = write_dataset(tmp_path / "data.jsonl", 8)
     out = tmp_path / "pred.jsonl"
-    cmd = [sys.executable, "-m", "polyinstruct", "predict", str(varied_model_dir), "--data", str(data),
-           "--out", str(out), "--max-new-tokens", "16", "--batch-size", "2", "--chunk-size", "2", "--template", "tulu",
-           "--no-progress"]
+    args = ["predict", str(varied_model_dir), "--data", str(data), "--out", str(out), "--max-new-tokens", "16",
+            "--batch-size", "2", "--chunk-size", "2", "--template", "tulu", "--no-progress"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline and not (out.exists() and out.stat().st_size > 0):
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc = subprocess.run([sys.executable, "-c", _KILL_MID_WRITE, *args], env=env, capture_output=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    assert not out.read_text(encoding="utf-8").endswith("\n")  # the torn line is there
     partial = list(iter_jsonl(out))
-    assert 0 < len(partial) < 8, "the kill should land mid-run"
-    assert subprocess.run(cmd, env=env, capture_output=True).returncode == 0
+    assert len(partial) == 4
+    rerun = subprocess.run([sys.executable, "-m", "polyinstruct", *args], env=env, capture_output=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr.decode()[-2000:]
     ids = [r["id"] for r in iter_jsonl(out)]
     assert sorted(ids) == sorted(f"r{i}" for i in range(8)) and len(ids) == 8
+    assert ids[:4] == [r["id"] for r in partial]  # the finished rows were kept, not regenerated
+
+
+def test_corrupt_or_idless_existing_output_is_a_located_error(hf_backend, tmp_path):
+    data = write_dataset(tmp_path / "data.jsonl", 3)
+    out = tmp_path / "pred.jsonl"
+    row = {"id": "r0", "response": "x", "model": "m", "decoding": {}}
+    out.write_text(json.dumps(row) + "\n{not json\n" + json.dumps(dict(row, id="r1")) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"pred.jsonl:2: invalid JSON"):
+        predict(data, hf_backend, out, max_new_tokens=4)
+    out.write_text(json.dumps(row) + "\n" + json.dumps({"response": "no id"}) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"pred.jsonl:2: id: missing or invalid 'id'"):
+        predict(data, hf_backend, out, max_new_tokens=4)
+    out.write_text(json.dumps(row) + "\n[1, 2]\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"pred.jsonl:2: expected a JSON object"):
+        predict(data, hf_backend, out, max_new_tokens=4)
 
 
 def test_duplicate_ids_are_rejected(hf_backend, tmp_path):
     data = tmp_path / "dup.jsonl"
     row = {"id": "same", "messages": [{"role": "user", "content": "Hi"}]}
     data.write_text(json.dumps(row) + "\n" + json.dumps(row) + "\n", encoding="utf-8")
-    with pytest.raises(DataError, match="duplicate id 'same'"):
+    with pytest.raises(DataError, match=r"duplicate id 'same'|dup.jsonl:2: id: id 'same' was already used"):
         predict(data, hf_backend, tmp_path / "p.jsonl", max_new_tokens=4)
 
 

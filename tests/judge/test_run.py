@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -82,35 +83,50 @@ def test_language_penalty_zeroes_exactly_wrong_language_answers(tmp_path):
 
 
 def test_killed_run_resumes_from_cache_with_zero_repeated_calls(tmp_path):
-    n = 24
+    """Deterministic: the server answers exactly ``answered`` calls and holds every later one, so the
+    kill lands while nothing is being written (no race between the kill and an in-flight reply)."""
+    from polyinstruct.fileio import iter_jsonl
+
+    n, answered = 24, 6
     rows = [{"id": f"q{i}", "model": "m", "language": "en", "response": f"Answer number {i} score={1 + i % 3}",
              "messages": [{"role": "user", "content": f"Question number {i}?"}]} for i in range(n)]
     (tmp_path / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    release = threading.Event()
 
-    def slow(body, k):
-        time.sleep(0.1)
+    def gated(body, k):
+        if k >= answered:
+            release.wait(60)  # held: the client is killed before this call gets an answer
         return verdict(body, k)
 
-    with ScriptedServer(slow) as srv:
+    with ScriptedServer(gated) as srv:
         cfg = judge_cfg(srv, tmp_path, concurrency=2)
         code = (f"from polyinstruct.judge.run import judge_predictions; "
                 f"judge_predictions({str(tmp_path / 'p.jsonl')!r}, {str(tmp_path / 'out1')!r}, judge={cfg!r}, lid=None)")
         proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, start_new_session=True)
         cache_file = tmp_path / "cache" / "judge-x.jsonl"
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if cache_file.exists() and len(cache_file.read_text().splitlines()) >= 6:
-                break
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        cached = [json.loads(x) for x in cache_file.read_text().splitlines() if x.endswith("}")]
-        assert 6 <= len(cached) < n, "the run was not killed midway"
+        try:
+            deadline = time.time() + 120
+            while time.time() < deadline and proc.poll() is None:
+                done = len(list(iter_jsonl(cache_file))) if cache_file.exists() else 0
+                with srv._lock:
+                    held = len(srv.calls) - answered
+                if done == answered and held == 2:  # every answer cached, both workers waiting on the server
+                    break
+                time.sleep(0.02)
+            assert proc.poll() is None, "the judge run ended before the kill"
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            release.set()
+        cached = list(iter_jsonl(cache_file))
+        assert len(cached) == answered and cache_file.read_text().endswith("\n")
         first_run_calls = len(srv.calls)
         summary = judge_predictions(tmp_path / "p.jsonl", tmp_path / "out2", judge=cfg, lid=None)
         second = srv.user_texts()[first_run_calls:]
     # zero repeated calls: the second run asked exactly the items not in the cache
-    assert len(second) == n - len(cached) == summary["n"] - summary["cached"]
+    assert len(second) == n - answered == summary["n"] - summary["cached"]
     asked = {re.search(r"Question number (\d+)", t).group(1) for t in second}
     assert len(asked) == len(second)
     out = [json.loads(x) for x in (tmp_path / "out2" / "judgments.jsonl").read_text().splitlines()]
