@@ -36,9 +36,9 @@ def chunk_conversation(conv: Conversation, max_tokens: int, tokenizer: Any = Non
     count = make_counter(tokenizer)
     system = [m for m in conv.messages[:1] if m.role == "system"]
     body = conv.messages[len(system):]
-    sys_len = sum(count(m.content) for m in system) if keep_system else 0
+    sys_len = sum(count(m.text) for m in system) if keep_system else 0
     rounds = _rounds(body)
-    lengths = [sum(count(m.content) for m in r) for r in rounds]
+    lengths = [sum(count(m.text) for m in r) for r in rounds]
     if sys_len + sum(lengths) <= max_tokens:
         return [conv]
     chunks: list[list[Message]] = []

@@ -47,7 +47,7 @@ def content_key(conv: Conversation, normalized: bool = False) -> str:
     for m in conv.messages:
         h.update(m.role.encode())
         h.update(b"\x00")
-        h.update((normalize_text(m.content) if normalized else m.content).encode("utf-8"))
+        h.update((normalize_text(m.text) if normalized else m.text).encode("utf-8"))
         h.update(b"\x01")
     return h.hexdigest()
 
@@ -76,8 +76,8 @@ def length_filter(records: Iterable[Conversation], *, min_prompt: int = 0, max_p
     count = make_counter(tokenizer)
     rep = report if report is not None else CleanReport()
     for conv in records:
-        p = sum(count(m.content) for m in conv.messages if m.role != "assistant")
-        c = sum(count(m.content) for m in conv.messages if m.role == "assistant")
+        p = sum(count(m.text) for m in conv.messages if m.role != "assistant")
+        c = sum(count(m.text) for m in conv.messages if m.role == "assistant")
         reason = None
         if p < min_prompt:
             reason = "prompt-too-short"

@@ -6,9 +6,12 @@ Formats live in the ``FORMATS`` registry: add one with
 ``FORMATS.register("name", Format(...))``.
 
 Decisions where sources disagree (documented in docs/data.md): Alpaca ``input``
-and Dolly ``context`` are appended to the instruction after a blank line
-(open-instruct's convention); ShareGPT ``human``/``gpt``/``system`` map to
-user/assistant/system; Dolly ``category`` and FLAN task names become tags.
+and Dolly ``context`` stay a separate ``input`` of the user message (the Alpaca
+template renders its "### Input:" block from it; chat templates append it to the
+user turn after a blank line, open-instruct's convention); ShareGPT
+``human``/``gpt``/``system`` map to user/assistant/system; Dolly ``category`` and
+FLAN task names become tags. Nothing is altered silently: a value of the wrong
+type is a located error, never converted (see ``data.validate``).
 """
 
 from __future__ import annotations
@@ -64,8 +67,33 @@ def _opt_str(row: dict[str, Any], field: str) -> str:
     return v
 
 
-def _join(instruction: str, extra: str) -> str:
-    return f"{instruction}\n\n{extra}" if extra.strip() else instruction
+def _user(instruction: str, extra: str) -> dict[str, Any]:
+    """A user message; a non-blank ``extra`` (Alpaca input, Dolly context) is kept as its ``input``."""
+    msg: dict[str, Any] = {"role": "user", "content": instruction}
+    if extra.strip():
+        msg["input"] = extra
+    return msg
+
+
+def _system(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """An optional ``system`` column (LLaMA-Factory): a string, or absent/empty."""
+    v = row.get("system")
+    if v is None or v == "":
+        return []
+    if not isinstance(v, str):
+        raise RecordError("bad-type", f"system must be a string, got {type(v).__name__}", field="system")
+    return [{"role": "system", "content": v}]
+
+
+def _tag(row: dict[str, Any], *fields: str) -> list[str]:
+    for f in fields:
+        v = row.get(f)
+        if v is None or v == "":
+            continue
+        if not isinstance(v, str):
+            raise RecordError("bad-type", f"{f} must be a string, got {type(v).__name__}", field=f)
+        return [v]
+    return []
 
 
 def _content_text(content: Any, field: str) -> Any:
@@ -93,6 +121,9 @@ def _messages(row: dict[str, Any], field: str = "messages") -> list[dict[str, An
         role = m.get("role")
         if role is None:
             raise RecordError("missing-field", "message has no role", field=f"{field}[{i}].role")
+        if not isinstance(role, str):
+            raise RecordError("bad-type", f"role must be a string, got {type(role).__name__} {role!r}",
+                              field=f"{field}[{i}].role")
         if role not in _MESSAGE_ROLES:
             raise RecordError("unknown-role", f"unknown role {role!r} (expected system, user or assistant)",
                               field=f"{field}[{i}].role")
@@ -100,8 +131,10 @@ def _messages(row: dict[str, Any], field: str = "messages") -> list[dict[str, An
         if content is None:
             raise RecordError("missing-field", "message has no content", field=f"{field}[{i}].content")
         msg = {"role": _MESSAGE_ROLES[role], "content": content}
-        if m.get("language"):
+        if m.get("language") is not None:
             msg["language"] = m["language"]
+        if m.get("input") not in (None, ""):
+            msg["input"] = m["input"]
         out.append(msg)
     return out
 
@@ -117,15 +150,16 @@ SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "chatgpt"
 
 def convert_sharegpt(row: dict[str, Any]) -> dict[str, Any]:
     turns = _req(row, "conversations", list)
-    msgs = []
-    if isinstance(row.get("system"), str) and row["system"].strip():  # LLaMA-Factory's system column
-        msgs.append({"role": "system", "content": row["system"]})
+    msgs = _system(row)  # LLaMA-Factory's system column
     for i, t in enumerate(turns):
         if not isinstance(t, dict):
             raise RecordError("bad-type", "turn must be an object", field=f"conversations[{i}]")
         who = t.get("from")
         if who is None:
             raise RecordError("missing-field", "turn has no 'from'", field=f"conversations[{i}].from")
+        if not isinstance(who, str):
+            raise RecordError("bad-type", f"'from' must be a string, got {type(who).__name__} {who!r}",
+                              field=f"conversations[{i}].from")
         if who not in SHAREGPT_ROLES:
             raise RecordError("unknown-role", f"unknown role {who!r} (expected human, gpt or system)",
                               field=f"conversations[{i}].from")
@@ -138,6 +172,9 @@ def convert_sharegpt(row: dict[str, Any]) -> dict[str, Any]:
 
 def _history(row: dict[str, Any]) -> list[dict[str, Any]]:
     hist = row.get("history") or []
+    if not isinstance(hist, list):
+        raise RecordError("bad-type", f"history must be a list of [user, assistant] pairs, got {type(hist).__name__}",
+                          field="history")
     msgs = []
     for i, pair in enumerate(hist):
         if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
@@ -147,19 +184,18 @@ def _history(row: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def convert_alpaca(row: dict[str, Any]) -> dict[str, Any]:
-    user = _join(_req(row, "instruction"), _opt_str(row, "input"))
-    msgs = [{"role": "system", "content": row["system"]}] if isinstance(row.get("system"), str) and row["system"] else []
-    msgs += _history(row)
-    msgs += [{"role": "user", "content": user}, {"role": "assistant", "content": _req(row, "output")}]
+    user = _user(_req(row, "instruction"), _opt_str(row, "input"))
+    msgs = _system(row) + _history(row)
+    msgs += [user, {"role": "assistant", "content": _req(row, "output")}]
     return {"messages": msgs}
 
 
 def convert_dolly(row: dict[str, Any]) -> dict[str, Any]:
-    user = _join(_req(row, "instruction"), _opt_str(row, "context"))
-    rec: dict[str, Any] = {"messages": [{"role": "user", "content": user},
-                                        {"role": "assistant", "content": _req(row, "response")}]}
-    if row.get("category"):
-        rec["tags"] = [str(row["category"])]
+    user = _user(_req(row, "instruction"), _opt_str(row, "context"))
+    rec: dict[str, Any] = {"messages": [user, {"role": "assistant", "content": _req(row, "response")}]}
+    tags = _tag(row, "category")
+    if tags:
+        rec["tags"] = tags
     return rec
 
 
@@ -182,9 +218,9 @@ def convert_prompt_completion(row: dict[str, Any]) -> dict[str, Any]:
 def convert_flan(row: dict[str, Any]) -> dict[str, Any]:
     rec: dict[str, Any] = {"messages": [{"role": "user", "content": _req(row, "inputs")},
                                         {"role": "assistant", "content": _req(row, "targets")}]}
-    task = row.get("task_name") or row.get("_task_name") or row.get("task")
-    if task:
-        rec["tags"] = [str(task)]
+    tags = _tag(row, "task_name", "_task_name", "task")
+    if tags:
+        rec["tags"] = tags
     return rec
 
 
@@ -233,10 +269,24 @@ _META = ("language", "source", "license")
 
 def _finish(rec: dict[str, Any], row: dict[str, Any], default_id: str, source: str | None,
             language: str | None) -> dict[str, Any]:
-    """Fill id and metadata from the row, then from the caller's defaults."""
+    """Fill id and metadata from the row, then from the caller's defaults.
+
+    Values are copied as they are: a wrong type is left for ``check_record`` to
+    reject with its field, never converted (``tags: [1, null]`` is an error, not
+    ``["1", "None"]``). Integer ids become strings, so ``1`` and ``"1"`` are the
+    same id (and a duplicate).
+    """
     if "id" not in rec:
         rid = row.get("id")
-        rec["id"] = str(rid) if rid not in (None, "") else default_id
+        if rid is None or rid == "":
+            rec["id"] = default_id
+        elif isinstance(rid, int) and not isinstance(rid, bool):
+            rec["id"] = str(rid)
+        elif isinstance(rid, str):
+            rec["id"] = rid
+        else:
+            raise RecordError("bad-type", f"id must be a string or an integer, got {type(rid).__name__} {rid!r}",
+                              field="id")
     for k in _META:
         if rec.get(k) is None and row.get(k) not in (None, ""):
             rec[k] = row[k]
@@ -246,17 +296,45 @@ def _finish(rec: dict[str, Any], row: dict[str, Any], default_id: str, source: s
             rec["language"] = lang
     if rec.get("source") is None and source:
         rec["source"] = source
-    if "tags" not in rec and isinstance(row.get("tags"), list):
-        rec["tags"] = [str(t) for t in row["tags"]]
-    if "meta" in row and isinstance(row["meta"], (dict, str)) and "meta" not in rec:
+    if "tags" not in rec and row.get("tags") not in (None, ""):
+        rec["tags"] = row["tags"]
+    if row.get("meta") not in (None, "") and "meta" not in rec:
         meta = row["meta"]
-        if isinstance(meta, str):
+        if isinstance(meta, str):  # Parquet and CSV hold meta as a JSON text (see data.writers)
             try:
-                meta = json.loads(meta) if meta else {}
+                meta = json.loads(meta)
             except ValueError:
-                meta = {"raw": meta}
-        if meta:
+                raise RecordError("bad-type", "meta must be a JSON object (a string holding one in CSV/Parquet)",
+                                  field="meta") from None
+        if meta != {}:
             rec["meta"] = meta
+    return rec
+
+
+def merge_consecutive_turns(rec: dict[str, Any]) -> dict[str, Any]:
+    """Join runs of same-role user/assistant turns with a blank line (the explicit ``merge_consecutive`` option).
+
+    The record's ``meta.merged_turns`` counts the turns folded away, so the
+    change is visible. Only string contents are merged (anything else is left
+    for validation to reject).
+    """
+    msgs = rec.get("messages")
+    if not isinstance(msgs, list):
+        return rec
+    out: list[Any] = []
+    merged = 0
+    for m in msgs:
+        prev = out[-1] if out else None
+        if (isinstance(m, dict) and isinstance(prev, dict) and m.get("role") == prev.get("role")
+                and m.get("role") in ("user", "assistant") and isinstance(m.get("content"), str)
+                and isinstance(prev.get("content"), str) and not m.get("input") and not prev.get("input")):
+            out[-1] = {**prev, "content": f"{prev['content']}\n\n{m['content']}"}
+            merged += 1
+        else:
+            out.append(m)
+    if merged:
+        meta = rec.get("meta") if isinstance(rec.get("meta"), dict) else {}
+        rec = {**rec, "messages": out, "meta": {**meta, "merged_turns": merged}}
     return rec
 
 
@@ -264,12 +342,21 @@ class RecordStream:
     """Iterator of validated ``Conversation`` records that also reports what it rejected.
 
     ``stream.rejected`` is a ``Counter`` of reason -> count (filled as you
-    iterate); ``stream.read`` is the number of records yielded.
+    iterate); ``stream.read`` is the number of records yielded; ``stream.rows``
+    the rows read from the files. Every row is accounted for: ``rows == read +
+    rejected total`` for every format except OASST message tables, where
+    ``rows == messages on output paths + unselected + rejected`` (``unselected``:
+    lower-ranked replies of valid trees; ``stream.oasst_used`` counts the former).
+
+    Ids are unique: a generated id (``{file stem}-{line}``, or ``-{line}-{k}``
+    when several rows share a line) never repeats, and a record whose id was
+    already used (``1`` and ``"1"`` are the same id) is a ``duplicate-id``
+    reject (``unique_ids=False`` turns the check off).
     """
 
     def __init__(self, path: str | os.PathLike, format: str | None, on_error: str, rejects_path, source, language,
                  oasst_paths: str = "top", as_dicts: bool = False, raw_rows: Iterator[Any] | None = None,
-                 require_answer: bool = True):
+                 require_answer: bool = True, merge_consecutive: bool = False, unique_ids: bool = True):
         self.path = Path(path)
         self.raw_rows = raw_rows
         self.format = format
@@ -279,7 +366,13 @@ class RecordStream:
         self.oasst_paths = oasst_paths
         self.as_dicts = as_dicts
         self.require_answer = require_answer
+        self.merge_consecutive = merge_consecutive
+        self.unique_ids = unique_ids
         self.read = 0
+        self.rows = 0
+        self.unselected = 0
+        self.oasst_used = 0
+        self._ids: dict[str, str] = {}  # id -> where it was first used
         self._it = self._generate()
 
     @property
@@ -296,69 +389,131 @@ class RecordStream:
         self._it.close()
         self.sink.close()
 
+    def _claim_id(self, rec: dict[str, Any], generated: bool, where: str) -> None:
+        if not self.unique_ids:
+            return
+        rid = rec["id"]
+        if rid in self._ids:
+            if not generated:
+                raise RecordError("duplicate-id", f"id {rid!r} was already used at {self._ids[rid]} (ids 1 and "
+                                  "\"1\" are the same id)", field="id", record_id=rid)
+            k = 2
+            while f"{rid}-{k}" in self._ids:
+                k += 1
+            rec["id"] = rid = f"{rid}-{k}"
+        self._ids[rid] = where
+
     def _generate(self) -> Iterator[Any]:
         fmt: Format | None = get_format(self.format) if self.format else None
         sink, source, language = self.sink, self.source, self.language
-        finish, require_answer = _finish, self.require_answer
-
-        def check(rec: dict[str, Any]) -> None:
-            check_record(rec, require_answer)
+        require_answer, merge = self.require_answer, self.merge_consecutive
         make = (lambda d: d) if self.as_dicts else Conversation.from_dict
+
+        def finish(rec: dict[str, Any], src_row: dict[str, Any], default_id: str, src: str | None,
+                   path: str, line: int | None) -> Any:
+            generated = "id" not in rec and src_row.get("id") in (None, "")
+            rec = _finish(rec, src_row, default_id, src, language)
+            if merge:
+                rec = merge_consecutive_turns(rec)
+            check_record(rec, require_answer)
+            self._claim_id(rec, generated, f"{path}:{line}")
+            return make(rec)
+
         grouper: oasst.FlatTreeGrouper | None = None
         current_path = None
+        stem = self.path.stem
+        last_line, same_line = None, 0
+
+        def tree_done(tree: oasst.FlatTree | None, path: str) -> Iterator[Any]:
+            if tree is None:
+                return
+            for err, raw in tree.rejects:
+                sink.reject(err.located(path, err.line), raw)
+            for rec in tree.records:
+                try:
+                    out = finish(rec, {}, f"{stem}-{tree.first_line}", source or stem, path, tree.first_line)
+                except RecordError as e:
+                    sink.reject(e.located(path, tree.first_line), None)
+                    self.unselected += sum(1 for m in rec.get("messages", []))
+                    continue
+                self.read += 1
+                yield out
+            self.unselected += tree.unselected
+            self.oasst_used += tree.rows - len(tree.rejects) - tree.unselected
+
         try:
             for rr in (self.raw_rows if self.raw_rows is not None else iter_raw(self.path)):
                 row = rr.row
+                self.rows += 1
                 if rr.path != current_path:
+                    if grouper is not None and current_path is not None:  # a tree never spans two files
+                        yield from tree_done(grouper.flush(), current_path)
                     current_path, stem = rr.path, Path(rr.path).stem
+                    last_line, same_line = None, 0
+                same_line = same_line + 1 if rr.line == last_line else 1
+                last_line = rr.line
+                default_id = f"{stem}-{rr.line}" if same_line == 1 else f"{stem}-{rr.line}-{same_line}"
                 if isinstance(row, RecordError):
                     sink.reject(row, rr.raw)
                     continue
-                # A flat OASST row completes the *previous* tree: its records belong to that
-                # tree's first line, not to this row.
-                line, src_row = rr.line, row
                 try:
                     if fmt is None:
                         fmt = FORMATS.get(detect_format(row))
                         log.debug("%s: detected format %s", self.path, fmt.name)
-                    if fmt.name == "oasst1":
-                        if oasst.is_flat_row(row):
-                            grouper = grouper or oasst.FlatTreeGrouper(self.oasst_paths)
-                            done = grouper.add(row, rr.line)
-                            line, recs, src_row = (done[0], done[1], {}) if done else (rr.line, [], row)
-                        else:
-                            recs = oasst.nested_tree_records(row, self.oasst_paths)
+                    if fmt.name == "oasst1" and oasst.is_flat_row(row):
+                        grouper = grouper or oasst.FlatTreeGrouper(self.oasst_paths)
+                        done = grouper.add(row, rr.line)
+                    elif fmt.name == "oasst1":
+                        recs = oasst.nested_tree_records(row, self.oasst_paths)
+                        done = None
                     else:
                         recs = fmt.convert(row)
-                    if isinstance(recs, dict):
-                        recs = [recs]
-                    for rec in recs:
-                        rec = finish(rec, src_row, f"{stem}-{line}", source or stem, language)
-                        check(rec)
-                        self.read += 1
-                        yield make(rec)
+                        done = None
                 except RecordError as e:
-                    sink.reject(e.located(rr.path, line), rr.raw if rr.raw is not None else row)
+                    sink.reject(e.located(rr.path, rr.line), rr.raw if rr.raw is not None else row)
+                    continue
+                except Exception as e:  # noqa: BLE001 - any other failure on a hostile row is that row's error
+                    sink.reject(_unexpected(e, rr.path, rr.line), rr.raw if rr.raw is not None else row)
+                    continue
+                if fmt.name == "oasst1" and oasst.is_flat_row(row):
+                    yield from tree_done(done, rr.path)
+                    continue
+                if isinstance(recs, dict):
+                    recs = [recs]
+                # One row, one record: a row that yields several (an OASST tree in "all" mode) is one
+                # row whose records are each accounted; a rejected one counts as the row's reject.
+                for k, rec in enumerate(recs):
+                    rid = default_id if len(recs) == 1 else f"{default_id}-{k + 1}"
+                    try:
+                        out = finish(rec, row, rid, source or stem, rr.path, rr.line)
+                    except RecordError as e:
+                        sink.reject(e.located(rr.path, rr.line), rr.raw if rr.raw is not None else row)
+                        continue
+                    except Exception as e:  # noqa: BLE001
+                        sink.reject(_unexpected(e, rr.path, rr.line), rr.raw if rr.raw is not None else row)
+                        continue
+                    self.read += 1
+                    yield out
             if grouper is not None:
-                line = grouper.first_line
-                try:
-                    done = grouper.flush()
-                    for rec in (done[1] if done else []):
-                        rec = finish(rec, {}, "", source or self.path.stem, language)
-                        check(rec)
-                        self.read += 1
-                        yield make(rec)
-                except RecordError as e:
-                    sink.reject(e.located(current_path or str(self.path), line), None)
+                yield from tree_done(grouper.flush(), current_path or str(self.path))
         finally:
             sink.close()
         if sink.counts:
             log.debug("%s: %s", self.path, sink.summary())
 
 
+def _unexpected(e: BaseException, path: str, line: int | None) -> RecordError:
+    """A located reject for a failure no check anticipated (the row is hostile; the run goes on)."""
+    msg = str(e)
+    if len(msg) > 200:
+        msg = msg[:200] + "..."
+    return RecordError("unreadable-row", f"cannot convert this row ({type(e).__name__}: {msg})", path=path, line=line)
+
+
 def read_records(path: str | os.PathLike, format: str | None = None, *, on_error: str = "raise",
                  rejects_path: str | os.PathLike | None = None, source: str | None = None,
-                 language: str | None = None, oasst_paths: str = "top", require_answer: bool = True) -> RecordStream:
+                 language: str | None = None, oasst_paths: str = "top", require_answer: bool = True,
+                 merge_consecutive: bool = False, unique_ids: bool = True) -> RecordStream:
     """Stream validated ``Conversation`` records from a file, folder, glob or save_to_disk folder.
 
     ``format=None`` detects the format from the first row's fields. Bad rows
@@ -366,8 +521,16 @@ def read_records(path: str | os.PathLike, format: str | None = None, *, on_error
     ``on_error="skip"``, go to ``rejects_path`` and are counted in
     ``stream.rejected``. ``source``/``language`` fill records that lack them.
     ``require_answer=False`` accepts prompt-only records (no final assistant turn).
+    ``merge_consecutive=True`` joins two user (or assistant) turns in a row
+    instead of rejecting the record. ``unique_ids=False`` allows repeated ids.
     """
     if format is not None:
         get_format(format)  # fail early with a did-you-mean
+    if language is not None:
+        from polyinstruct.lang.codes import language_code_problem
+
+        problem = language_code_problem(language)
+        if problem:
+            raise RecordError("bad-language", problem, field="language")
     return RecordStream(path, format, on_error, rejects_path, source, language, oasst_paths,
-                        require_answer=require_answer)
+                        require_answer=require_answer, merge_consecutive=merge_consecutive, unique_ids=unique_ids)

@@ -1,7 +1,9 @@
 """The canonical conversation record every stage exchanges.
 
 A ``Conversation`` is a list of ``Message`` objects (role system|user|assistant,
-content, optional per-message language) plus metadata. Every reader in
+content, optional per-message language, and for a user turn an optional
+``input``: Alpaca's separate input text, kept apart so each template renders it
+its own way, see docs/data.md) plus metadata. Every reader in
 ``polyinstruct.data.formats`` produces it; templates and inference consume it.
 On disk it is one JSON object per line (see ``to_dict``).
 """
@@ -19,12 +21,20 @@ class Message:
     role: str
     content: str
     language: str | None = None  # ISO 639-1; overrides Conversation.language
+    input: str | None = None  # user turns only: Alpaca's "input" (context the instruction refers to)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"role": self.role, "content": self.content}
         if self.language:
             d["language"] = self.language
+        if self.input:
+            d["input"] = self.input
         return d
+
+    @property
+    def text(self) -> str:
+        """The turn as chat templates show it: content, then the input after a blank line."""
+        return f"{self.content}\n\n{self.input}" if self.input else self.content
 
 
 @dataclass
@@ -54,7 +64,7 @@ class Conversation:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Conversation":
         """Build from the on-disk dict. Structural checks live in ``data.validate``."""
-        msgs = [Message(m["role"], m["content"], m.get("language")) for m in d["messages"]]
+        msgs = [Message(m["role"], m["content"], m.get("language"), m.get("input") or None) for m in d["messages"]]
         return cls(
             id=str(d["id"]),
             messages=msgs,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -35,6 +36,32 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".tsv", ".ndjson")
 BOM = b"\xef\xbb\xbf"
+# Deepest JSON nesting a row may have. orjson has no limit of its own (200,000 nested
+# brackets crash the process), and no instruction record comes near this.
+MAX_JSON_DEPTH = 512
+# Largest CSV cell (characters). Python's default of 131,072 is smaller than many answers.
+MAX_CSV_CELL = 1 << 30
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+_JSON_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def json_depth(data: bytes) -> int:
+    """Deepest bracket nesting of a JSON text (brackets inside strings do not count); cheap when shallow."""
+    if data.count(b"[") + data.count(b"{") <= MAX_JSON_DEPTH:
+        return 0
+    depth = best = 0
+    for m in _JSON_BRACKET.finditer(_JSON_STRING.sub(b'""', data)):
+        if m.group() in (b"[", b"{"):
+            depth += 1
+            best = max(best, depth)
+        else:
+            depth -= 1
+    return best
+
+
+def _too_deep(path: str, line: int, depth: int) -> RecordError:
+    return RecordError("too-deep", f"JSON nested {depth} levels deep (the limit is {MAX_JSON_DEPTH}); not an "
+                       "instruction record", path=path, line=line)
 
 
 @dataclass(slots=True)
@@ -43,6 +70,7 @@ class RawRow:
     line: int
     row: dict[str, Any] | RecordError
     raw: str | None = None  # the original text of the line (JSONL/CSV), for rejects files
+    index: int | None = None  # 1-based element number when several rows share a line (JSON arrays)
 
 
 def is_save_to_disk_dir(path: Path) -> bool:
@@ -120,6 +148,11 @@ def _iter_jsonl(f: Path) -> Iterator[RawRow]:
                 data = data[3:]
             if not data.strip():
                 continue
+            depth = json_depth(data)
+            if depth > MAX_JSON_DEPTH:
+                yield RawRow(path, lineno, _too_deep(path, lineno, depth),
+                             data[:200].decode("utf-8", "replace") + "...")
+                continue
             try:
                 row = _loads(data)
             except _JSON_ERRORS as e:
@@ -186,6 +219,12 @@ def _iter_json(f: Path, chunk_size: int = 1 << 20) -> Iterator[RawRow]:
                 yield RawRow(path, state["line"], RecordError("malformed-json", f"malformed JSON: {_json_msg(e)}",
                                                               path=path, line=state["line"]))
                 return
+            except RecursionError:
+                yield RawRow(path, state["line"], _too_deep(path, state["line"], json_depth(rest.encode("utf-8",
+                                                                                                     "replace"))))
+                return
+            if not isinstance(obj, dict):  # pragma: no cover - a '{' always decodes to a dict
+                return
             yield RawRow(path, state["line"], obj)
             return
         if state["buf"][i] != "[":
@@ -193,6 +232,7 @@ def _iter_json(f: Path, chunk_size: int = 1 << 20) -> Iterator[RawRow]:
                                                           "or one object", path=path, line=state["line"]))
             return
         i += 1
+        index = 0
         while True:
             i = skip(i, " \t\r\n,")
             if i < 0:
@@ -202,6 +242,7 @@ def _iter_json(f: Path, chunk_size: int = 1 << 20) -> Iterator[RawRow]:
             if state["buf"][i] == "]":
                 return
             start_line = state["line"]
+            index += 1
             while True:
                 try:
                     obj, end = decoder.raw_decode(state["buf"], i)
@@ -210,33 +251,76 @@ def _iter_json(f: Path, chunk_size: int = 1 << 20) -> Iterator[RawRow]:
                     if refill():
                         continue
                     yield RawRow(path, start_line, RecordError("malformed-json", f"malformed JSON: {_json_msg(e)}",
-                                                               path=path, line=start_line))
+                                                               path=path, line=start_line), index=index)
                     return
+                except RecursionError:
+                    while (end := _value_end(state["buf"], i)) < 0:  # skip the element, keep the rest
+                        if not refill():
+                            yield RawRow(path, start_line, RecordError("malformed-json", "unterminated JSON array",
+                                                                       path=path, line=start_line), index=index)
+                            return
+                    obj = _too_deep(path, start_line, json_depth(state["buf"][i:end].encode("utf-8", "replace")))
+                    break
             state["line"] += state["buf"].count("\n", i, end)
-            if isinstance(obj, dict):
-                yield RawRow(path, start_line, obj)
+            if isinstance(obj, (dict, RecordError)):
+                yield RawRow(path, start_line, obj, index=index)
             else:
                 yield RawRow(path, start_line, RecordError("malformed-json", f"expected a JSON object, got "
-                                                           f"{type(obj).__name__}", path=path, line=start_line))
+                                                           f"{type(obj).__name__}", path=path, line=start_line),
+                             index=index)
             if end > chunk_size:  # trim now and then, not per element (that would copy the buffer each time)
                 state["buf"], i = state["buf"][end:], 0
             else:
                 i = end
 
 
-# Columns whose cells hold JSON when a record is flattened into CSV.
-_JSON_COLUMNS = ("messages", "conversations", "tags", "meta", "prompt", "completion")
+def _value_end(buf: str, i: int) -> int:
+    """End of the JSON object/array starting at ``buf[i]`` (string-aware), or -1 when the buffer ends first."""
+    depth, j, n = 0, i, len(buf)
+    while j < n:
+        c = buf[j]
+        if c == '"':
+            j += 1
+            while j < n and buf[j] != '"':
+                j += 2 if buf[j] == "\\" else 1
+            if j >= n:
+                return -1
+        elif c in "[{":
+            depth += 1
+        elif c in "]}":
+            depth -= 1
+            if depth == 0:
+                return j + 1
+        j += 1
+    return -1
+
+
+# Columns whose cells hold JSON when a record is flattened into CSV: only those whose value
+# must be a list or an object. Text columns (prompt, completion, instruction, ...) are never
+# parsed, so a cell that happens to look like JSON ("[1, 2]") stays the text it is.
+_JSON_COLUMNS = ("messages", "conversations", "tags", "meta")
 
 
 def _iter_csv(f: Path, delimiter: str = ",") -> Iterator[RawRow]:
     path = str(f)
+    if csv.field_size_limit() < MAX_CSV_CELL:
+        csv.field_size_limit(MAX_CSV_CELL)
     try:
         fh = open(f, encoding="utf-8-sig", newline="")
         with fh:
             reader = csv.DictReader(fh, delimiter=delimiter)
             start = 2
-            for row in reader:
+            while True:
                 lineno = start
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as e:  # the reader resumes at the next line
+                    start = reader.line_num + 1
+                    yield RawRow(path, lineno, RecordError("malformed-csv", f"unreadable CSV row: {e}", path=path,
+                                                           line=lineno))
+                    continue
                 start = reader.line_num + 1
                 if None in row:
                     yield RawRow(path, lineno, RecordError("malformed-csv", "more cells than header columns", path=path, line=lineno))
@@ -244,10 +328,17 @@ def _iter_csv(f: Path, delimiter: str = ",") -> Iterator[RawRow]:
                 for k in _JSON_COLUMNS:
                     v = row.get(k)
                     if isinstance(v, str) and v[:1] in "[{":
+                        depth = json_depth(v.encode("utf-8", "surrogatepass"))
+                        if depth > MAX_JSON_DEPTH:
+                            row = _too_deep(path, lineno, depth)
+                            break
                         try:
                             row[k] = json.loads(v)
                         except ValueError:
-                            pass
+                            pass  # stays text; the format's converter names the field
+                if isinstance(row, RecordError):
+                    yield RawRow(path, lineno, row)
+                    continue
                 yield RawRow(path, lineno, dict(row))
     except UnicodeDecodeError as e:
         raise RecordError("invalid-utf8", f"invalid UTF-8 near byte {e.start} of a read block; "
@@ -262,10 +353,20 @@ def _iter_parquet(f: Path, batch_size: int = 4096) -> Iterator[RawRow]:
     except Exception as e:  # pyarrow raises ArrowInvalid and friends
         raise RecordError("malformed-parquet", f"cannot read Parquet file: {e}", path=str(f)) from None
     n = 0
-    for batch in pf.iter_batches(batch_size=batch_size):
-        for row in batch.to_pylist():
-            n += 1
-            yield RawRow(str(f), n, row)
+    meta = pf.metadata
+    for g in range(meta.num_row_groups):
+        group_rows, done = meta.row_group(g).num_rows, 0
+        try:
+            for batch in pf.iter_batches(batch_size=batch_size, row_groups=[g]):
+                for row in batch.to_pylist():
+                    done += 1
+                    yield RawRow(str(f), n + done, row)
+        except Exception as e:  # noqa: BLE001 - a corrupt page: every row it held is a counted reject
+            reason = f"unreadable Parquet data in row group {g}: {type(e).__name__}: {e}"
+            for k in range(done + 1, max(group_rows, done + 1) + 1):
+                yield RawRow(str(f), n + k, RecordError("malformed-parquet", reason, path=str(f), line=n + k))
+            done = max(group_rows, done + 1)
+        n += done
 
 
 def _iter_arrow_dir(d: Path) -> Iterator[RawRow]:

@@ -46,10 +46,10 @@ def dataset_stats(records: Iterable[Conversation], tokenizer: Any = None) -> dic
         for m in conv.messages:
             if m.role == "assistant":
                 rounds += 1
-                ct += count(m.content)
+                ct += count(m.text)
                 cn += 1
             elif m.role == "user":
-                pt += count(m.content)
+                pt += count(m.text)
                 pn += 1
         for a in accs:
             a.n += 1

@@ -73,4 +73,4 @@ class _Wrapped:
 
 def conversation_tokens(conv: Conversation, counter: TokenCounter) -> int:
     """Length of all message contents (no template), the budget unit of recipes and mixtures."""
-    return sum(counter(m.content) for m in conv.messages)
+    return sum(counter(m.text) for m in conv.messages)

@@ -9,6 +9,7 @@ a rejects file and is counted under a short reason key such as
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections import Counter
@@ -37,58 +38,170 @@ class RecordError(DataError):
                            field=self.field, record_id=self.record_id)
 
 
+def _surrogate_at(text: str) -> int:
+    """Index of the first lone surrogate in ``text`` (not encodable as UTF-8), or -1."""
+    try:
+        text.encode("utf-8")
+        return -1
+    except UnicodeEncodeError as e:
+        return e.start
+
+
+def _check_text(value: str, field: str, rid: Any) -> None:
+    pos = _surrogate_at(value)
+    if pos >= 0:
+        raise RecordError("lone-surrogate", f"lone surrogate U+{ord(value[pos]):04X} at character {pos}: not valid "
+                          "Unicode text (the file was probably cut inside a UTF-16 pair); fix or drop the record",
+                          field=field, record_id=rid)
+
+
+_MAX_META_DEPTH = 64
+
+
+def _check_json_value(value: Any, field: str, rid: Any) -> None:
+    """``meta`` must survive a JSON round trip unchanged: finite numbers, valid text, string keys, bounded depth."""
+    stack = [(value, field, 0)]
+    while stack:
+        v, where, depth = stack.pop()
+        if depth > _MAX_META_DEPTH:
+            raise RecordError("too-deep", f"nested deeper than {_MAX_META_DEPTH} levels", field=where, record_id=rid)
+        if isinstance(v, str):
+            _check_text(v, where, rid)
+        elif isinstance(v, bool) or v is None or isinstance(v, int):
+            continue
+        elif isinstance(v, float):
+            if not math.isfinite(v):
+                raise RecordError("bad-number", f"{v!r} is not a JSON number (write null or a string)",
+                                  field=where, record_id=rid)
+        elif isinstance(v, dict):
+            for k, x in v.items():
+                if not isinstance(k, str):
+                    raise RecordError("bad-type", f"keys must be strings, got {type(k).__name__}", field=where,
+                                      record_id=rid)
+                _check_text(k, where, rid)
+                stack.append((x, f"{where}.{k}", depth + 1))
+        elif isinstance(v, (list, tuple)):
+            stack.extend((x, f"{where}[{j}]", depth + 1) for j, x in enumerate(v))
+        else:
+            raise RecordError("bad-type", f"{type(v).__name__} is not a JSON value", field=where, record_id=rid)
+
+
 def check_record(d: dict[str, Any], require_answer: bool = True) -> None:
     """Raise ``RecordError`` (without location) when a canonical dict breaks the schema.
 
     Rules: ``id`` is a non-empty string; ``messages`` is a non-empty list of
     ``{role, content}`` with role system|user|assistant and string content;
-    system only first; the first other turn is a user turn; no empty turn; the
-    last turn is an assistant turn (unless ``require_answer=False``, for
-    prompt-only sets such as inference inputs); language codes look like ISO 639-1.
+    system only first; the first other turn is a user turn; user and assistant
+    turns alternate (two user or two assistant turns in a row are an error:
+    merge them explicitly with ``merge_consecutive``); no empty turn; the last
+    turn is an assistant turn (unless ``require_answer=False``, for prompt-only
+    sets such as inference inputs); ``input`` only on user turns; language codes
+    look like ISO 639 codes; ``source``/``license`` are strings, ``tags`` a list
+    of strings, ``meta`` an object of JSON values (finite numbers); no text holds
+    a lone surrogate.
     """
-    if not d.get("id"):
-        raise RecordError("missing-field", "missing record id", field="id")
+    rid = d.get("id")
+    if not isinstance(rid, str) or not rid:
+        raise RecordError("missing-field" if not rid else "bad-type",
+                          "missing record id" if not rid else f"id must be a string, got {type(rid).__name__}",
+                          field="id")
+    _check_text(rid, "id", rid)
     msgs = d.get("messages")
     if not isinstance(msgs, list) or not msgs:
-        raise RecordError("missing-field", "no messages", field="messages", record_id=d["id"])
+        raise RecordError("missing-field", "no messages", field="messages", record_id=rid)
     seen_other = False
+    prev_role = None
     for i, m in enumerate(msgs):
         if not isinstance(m, dict):
-            raise RecordError("bad-type", "message must be an object", field=f"messages[{i}]", record_id=d["id"])
+            raise RecordError("bad-type", "message must be an object", field=f"messages[{i}]", record_id=rid)
         role = m.get("role")
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:
             if role is None:
-                raise RecordError("missing-field", "message has no role", field=f"messages[{i}].role", record_id=d["id"])
+                raise RecordError("missing-field", "message has no role", field=f"messages[{i}].role", record_id=rid)
             raise RecordError("unknown-role", f"unknown role {role!r} (expected one of {', '.join(ROLES)})",
-                              field=f"messages[{i}].role", record_id=d["id"])
+                              field=f"messages[{i}].role", record_id=rid)
         content = m.get("content")
         if not isinstance(content, str):
             kind = "missing-field" if content is None else "bad-type"
             raise RecordError(kind, "content must be a string" if content is not None else "message has no content",
-                              field=f"messages[{i}].content", record_id=d["id"])
+                              field=f"messages[{i}].content", record_id=rid)
+        _check_text(content, f"messages[{i}].content", rid)
+        inp = m.get("input")
+        if inp is not None:
+            if not isinstance(inp, str):
+                raise RecordError("bad-type", f"input must be a string, got {type(inp).__name__}",
+                                  field=f"messages[{i}].input", record_id=rid)
+            if role != "user":
+                raise RecordError("misplaced-input", "only a user turn may carry an input",
+                                  field=f"messages[{i}].input", record_id=rid)
+            _check_text(inp, f"messages[{i}].input", rid)
         if role == "system":
             if seen_other:
                 raise RecordError("misplaced-system", "a system message may only come first",
-                                  field=f"messages[{i}].role", record_id=d["id"])
+                                  field=f"messages[{i}].role", record_id=rid)
         else:
             if not seen_other and role != "user":
                 raise RecordError("no-user-turn", "the first non-system turn must be a user turn",
-                                  field=f"messages[{i}].role", record_id=d["id"])
+                                  field=f"messages[{i}].role", record_id=rid)
+            if role == prev_role:
+                raise RecordError("consecutive-turns", f"two {role} turns in a row (messages[{i - 1}] and "
+                                  f"messages[{i}]); fix the data or merge them explicitly (--merge-consecutive)",
+                                  field=f"messages[{i}].role", record_id=rid)
             seen_other = True
             if not content.strip():
                 raise RecordError(f"empty-{role}-turn", f"empty {role} turn", field=f"messages[{i}].content",
-                                  record_id=d["id"])
+                                  record_id=rid)
+        prev_role = role
         lang = m.get("language")
         if lang is not None and not (isinstance(lang, str) and _LANG_RE.match(lang)):
-            raise RecordError("bad-language", f"language {lang!r} is not an ISO 639-1 code",
-                              field=f"messages[{i}].language", record_id=d["id"])
+            raise RecordError("bad-language", f"language {lang!r} is not an ISO 639 code",
+                              field=f"messages[{i}].language", record_id=rid)
     if require_answer and msgs[-1].get("role") != "assistant":
         raise RecordError("no-final-assistant", "conversation does not end with an assistant turn",
-                          field=f"messages[{len(msgs) - 1}].role", record_id=d["id"])
+                          field=f"messages[{len(msgs) - 1}].role", record_id=rid)
     lang = d.get("language")
     if lang is not None and not (isinstance(lang, str) and _LANG_RE.match(lang)):
-        raise RecordError("bad-language", f"language {lang!r} is not an ISO 639-1 code", field="language",
-                          record_id=d["id"])
+        raise RecordError("bad-language", f"language {lang!r} is not an ISO 639 code", field="language",
+                          record_id=rid)
+    for key in ("source", "license"):
+        v = d.get(key)
+        if v is not None:
+            if not isinstance(v, str):
+                raise RecordError("bad-type", f"{key} must be a string, got {type(v).__name__} {v!r}", field=key,
+                                  record_id=rid)
+            _check_text(v, key, rid)
+    tags = d.get("tags")
+    if tags is not None:
+        if not isinstance(tags, list):
+            raise RecordError("bad-type", f"tags must be a list of strings, got {type(tags).__name__}", field="tags",
+                              record_id=rid)
+        for j, t in enumerate(tags):
+            if not isinstance(t, str):
+                raise RecordError("bad-type", f"tags must be strings, got {type(t).__name__} {t!r}",
+                                  field=f"tags[{j}]", record_id=rid)
+            _check_text(t, f"tags[{j}]", rid)
+    meta = d.get("meta")
+    if meta is not None:
+        if not isinstance(meta, dict):
+            raise RecordError("bad-type", f"meta must be an object, got {type(meta).__name__}", field="meta",
+                              record_id=rid)
+        _check_json_value(meta, "meta", rid)
+
+
+def _json_line(row: dict[str, Any]) -> str:
+    """One valid JSON line for a rejects file, whatever ``raw`` holds (NaN, lone surrogates, deep nesting)."""
+    try:
+        line = json.dumps(row, ensure_ascii=False, default=str, allow_nan=False)
+        line.encode("utf-8")
+        return line
+    except (ValueError, RecursionError, UnicodeEncodeError):
+        pass
+    try:  # surrogates escaped as \udXXXX (valid JSON); NaN stays invalid, so fall back to text
+        return json.dumps(row, ensure_ascii=True, default=str, allow_nan=False)
+    except (ValueError, RecursionError):
+        raw = row.get("raw")
+        text = raw if isinstance(raw, str) else f"<{type(raw).__name__} not representable as JSON>"
+        return json.dumps({**row, "raw": text[:10_000]}, ensure_ascii=True)
 
 
 class ErrorSink:
@@ -123,7 +236,7 @@ class ErrorSink:
                 self._fh = open(self.rejects_path, "w", encoding="utf-8")
             where = f"{err.path}:{err.line}" if err.line is not None else (err.path or "")
             row = {"where": where, "kind": err.kind, "field": err.field, "reason": err.reason, "raw": raw}
-            self._fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+            self._fh.write(_json_line(row) + "\n")
 
     @property
     def total(self) -> int:

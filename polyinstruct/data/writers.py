@@ -16,7 +16,12 @@ from polyinstruct.fileio import atomic_open
 
 
 def _as_dict(r: Conversation | dict[str, Any]) -> dict[str, Any]:
-    return r if isinstance(r, dict) else r.to_dict()
+    d = r if isinstance(r, dict) else r.to_dict()
+    if d.get("meta"):  # NaN/Infinity would be written as null (orjson) or bare NaN: refuse instead
+        from polyinstruct.data.validate import _check_json_value
+
+        _check_json_value(d["meta"], "meta", d.get("id"))
+    return d
 
 
 def write_records(records: Iterable[Conversation | dict[str, Any]], path: str | os.PathLike,
@@ -53,7 +58,7 @@ def _write_jsonl(records: Iterable[Any], path: Path) -> int:
     except ImportError:  # pragma: no cover
         with atomic_open(path) as f:
             for r in records:
-                f.write(json.dumps(_as_dict(r), ensure_ascii=False) + "\n")
+                f.write(json.dumps(_as_dict(r), ensure_ascii=False, allow_nan=False) + "\n")
                 n += 1
     return n
 

@@ -73,10 +73,10 @@ def _as_dict(c: Any) -> dict:
 
 
 def _map_batch(batch: dict[str, list], *, tokenizer, template, info, max_length, train_on, truncation,
-               verify) -> dict[str, list]:
+               verify, train_on_inputs=False) -> dict[str, list]:
     convs = [Conversation.from_dict(json.loads(s)) for s in batch["json"]]
     results = tokenize_many(convs, tokenizer, template, max_length=max_length, train_on=train_on,
-                            truncation=truncation, verify=verify, info=info)
+                            truncation=truncation, verify=verify, info=info, train_on_inputs=train_on_inputs)
     out: dict[str, list] = {k: [] for k in COLUMNS + ["status"]}
     for conv, (row, status) in zip(convs, results):
         row = row or {"input_ids": [], "labels": [], "length": 0, "num_loss_tokens": 0, "id": conv.id,
@@ -90,7 +90,7 @@ def _map_batch(batch: dict[str, list], *, tokenizer, template, info, max_length,
 def tokenize_dataset(conversations: Iterable[Conversation | dict], tokenizer: Any, template: ChatTemplate, *,
                      max_length: int | None = None, train_on: str = "all", truncation: str = "turn",
                      verify: bool = True, cache_dir: str | os.PathLike | None = None, num_proc: int = 1,
-                     batch_size: int = 1000, progress: bool = False):
+                     batch_size: int = 1000, progress: bool = False, train_on_inputs: bool = False):
     """Tokenize conversations into a ``datasets.Dataset`` with columns ``COLUMNS``; returns (dataset, report).
 
     Dropped examples are removed; the report says how many were truncated or
@@ -106,14 +106,14 @@ def tokenize_dataset(conversations: Iterable[Conversation | dict], tokenizer: An
     try:
         return _tokenize_dataset(conversations, tokenizer, template, max_length=max_length, train_on=train_on,
                                  truncation=truncation, verify=verify, cache_dir=cache_dir, num_proc=num_proc,
-                                 batch_size=batch_size)
+                                 batch_size=batch_size, train_on_inputs=train_on_inputs)
     finally:
         if was_enabled and not progress:
             ds_logging.enable_progress_bar()
 
 
 def _tokenize_dataset(conversations, tokenizer, template, *, max_length, train_on, truncation, verify, cache_dir,
-                      num_proc, batch_size):
+                      num_proc, batch_size, train_on_inputs=False):
     import datasets
 
     check_options(train_on, truncation, max_length)
@@ -125,6 +125,8 @@ def _tokenize_dataset(conversations, tokenizer, template, *, max_length, train_o
         h.update(b"\n")
     settings = {"max_length": max_length, "train_on": train_on, "truncation": truncation, "verify": verify,
                 "version": TOKENIZATION_VERSION}
+    if train_on_inputs:  # only when set, so existing caches keep their keys
+        settings["train_on_inputs"] = True
     h.update(template.spec.to_yaml().encode())
     h.update(tokenizer_fingerprint(tokenizer).encode())
     h.update(json.dumps(settings, sort_keys=True).encode())
@@ -138,7 +140,7 @@ def _tokenize_dataset(conversations, tokenizer, template, *, max_length, train_o
 
     info = TokenizerInfo.probe(tokenizer)
     fn = partial(_map_batch, tokenizer=tokenizer, template=template, info=info, max_length=max_length,
-                 train_on=train_on, truncation=truncation, verify=verify)
+                 train_on=train_on, truncation=truncation, verify=verify, train_on_inputs=train_on_inputs)
     raw = datasets.Dataset.from_dict({"json": rows})
     mapped = raw.map(fn, batched=True, batch_size=batch_size, num_proc=num_proc if num_proc > 1 else None,
                      remove_columns=["json"], new_fingerprint=key, desc=None)

@@ -74,7 +74,8 @@ class JinjaRenderer:
     def segments(self, msgs: list, add_generation_prompt: bool, record_id: str | None):
         from polyinstruct.templates.render import Segment
 
-        dicts = [{"role": m.role, "content": m.content} for m in msgs]
+        # a user turn's Alpaca input follows its content after a blank line (docs/data.md)
+        dicts = [{"role": m.role, "content": f"{m.content}\n\n{m.input}" if m.input else m.content} for m in msgs]
         segs: list[Segment] = []
         prev = ""
         eot = self.eot()

@@ -11,6 +11,7 @@ cut into the same pieces by incremental rendering.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable
@@ -21,6 +22,7 @@ from polyinstruct.fileio import atomic_open
 from polyinstruct.templates.spec import TemplateError, TemplateSpec, fill
 
 log = logging.getLogger(__name__)
+_COT_SLOTS = re.compile(r"\{(content|cot)\}")
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ def as_msgs(messages: Iterable[Any] | Conversation, record_id: str | None = None
     out: list[Msg] = []
     for i, m in enumerate(messages):
         if isinstance(m, Message):
-            role, content, lang, inp = m.role, m.content, m.language, None
+            role, content, lang, inp = m.role, m.content, m.language, m.input
         elif isinstance(m, dict):
             role, content, lang, inp = m.get("role"), m.get("content"), m.get("language"), m.get("input")
         elif isinstance(m, Msg):
@@ -176,7 +178,9 @@ class ChatTemplate:
         phrase = self.spec.cot_phrases.get(lang) or self.spec.cot_phrases.get("en")
         if not phrase:
             return m
-        return replace(m, content=self.spec.cot_format.replace("{content}", m.content).replace("{cot}", phrase))
+        # one pass over the format: "{cot}" or "{content}" typed by a user stays as typed
+        parts = {"content": m.content, "cot": phrase}
+        return replace(m, content=_COT_SLOTS.sub(lambda g: parts[g.group(1)], self.spec.cot_format))
 
     def _format_segments(self, msgs: list[Msg], add_gen: bool, record_id: str | None) -> list[Segment]:
         spec = self.spec

@@ -144,8 +144,13 @@ def _labels(enc: Encoded, keep_turns: set[int] | None) -> list[int]:
 
 
 def finish_example(enc: Encoded, conv_id: str, *, max_length: int | None, train_on: str,
-                   truncation: str) -> tuple[dict | None, str]:
-    """Apply truncation and the train_on rule; returns (row or None, status)."""
+                   truncation: str, train_on_inputs: bool = False) -> tuple[dict | None, str]:
+    """Apply truncation and the train_on rule; returns (row or None, status).
+
+    ``train_on_inputs=True`` trains on the whole rendered sequence (prompt and
+    scaffolding too, everything after BOS), as alpaca-lora's ``train_on_inputs``
+    and study 1's authors did; the default trains on assistant turns only.
+    """
     ids, runs = enc.ids, enc.runs
     status = "ok"
     if max_length is not None and len(ids) > max_length:
@@ -163,8 +168,13 @@ def finish_example(enc: Encoded, conv_id: str, *, max_length: int | None, train_
     if not turns:
         return None, "dropped_no_complete_turn"
     keep = None if train_on == "all" else {max(turns)}
-    labels = _labels(Encoded(ids, runs), keep)
-    expected = [text for (s, e, trained, turn, text) in runs if trained and e > s and (keep is None or turn in keep)]
+    if train_on_inputs:
+        first = runs[0][0] if runs else len(ids)  # BOS (if any) is never a target
+        labels = [IGNORE_INDEX] * first + ids[first:]
+        expected = ["".join(text for (s, e, _, _, text) in runs if e > s)]
+    else:
+        labels = _labels(Encoded(ids, runs), keep)
+        expected = [text for (s, e, trained, turn, text) in runs if trained and e > s and (keep is None or turn in keep)]
     n = len(labels) - labels.count(IGNORE_INDEX)
     if n == 0:
         return None, "dropped_no_complete_turn"
@@ -194,7 +204,8 @@ def _segments_for(conv: Conversation, template: ChatTemplate) -> list[Segment]:
 
 def tokenize_many(conversations: Iterable[Conversation], tokenizer: Any, template: ChatTemplate, *,
                   max_length: int | None = None, train_on: str = "all", truncation: str = "turn",
-                  verify: bool = True, info: TokenizerInfo | None = None) -> list[tuple[dict | None, str]]:
+                  verify: bool = True, info: TokenizerInfo | None = None,
+                  train_on_inputs: bool = False) -> list[tuple[dict | None, str]]:
     """Batch form of ``tokenize_conversation``: (row or None, status) per conversation."""
     check_options(train_on, truncation, max_length)
     template = template.bind(tokenizer)
@@ -204,7 +215,8 @@ def tokenize_many(conversations: Iterable[Conversation], tokenizer: Any, templat
     results = []
     expected = []
     for conv, enc in zip(convs, encs):
-        row, status = finish_example(enc, conv.id, max_length=max_length, train_on=train_on, truncation=truncation)
+        row, status = finish_example(enc, conv.id, max_length=max_length, train_on=train_on, truncation=truncation,
+                                     train_on_inputs=train_on_inputs)
         if row is not None:
             row["language"] = conv.language
             row["source"] = conv.source
@@ -218,7 +230,7 @@ def tokenize_many(conversations: Iterable[Conversation], tokenizer: Any, templat
 
 def tokenize_conversation(conversation: Conversation, tokenizer: Any, template: ChatTemplate, *,
                           max_length: int | None = None, train_on: str = "all", truncation: str = "turn",
-                          verify: bool = True) -> dict | None:
+                          verify: bool = True, train_on_inputs: bool = False) -> dict | None:
     """``input_ids``/``labels`` for one conversation; None when truncation drops it.
 
     Labels equal the input ids on assistant tokens (content and end-of-turn text)
@@ -227,4 +239,4 @@ def tokenize_conversation(conversation: Conversation, tokenizer: Any, template: 
     if isinstance(conversation, dict):
         conversation = Conversation.from_dict(conversation)
     return tokenize_many([conversation], tokenizer, template, max_length=max_length, train_on=train_on,
-                         truncation=truncation, verify=verify)[0][0]
+                         truncation=truncation, verify=verify, train_on_inputs=train_on_inputs)[0][0]

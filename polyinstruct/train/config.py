@@ -111,6 +111,7 @@ class TrainConfig(BaseModel):
     truncation: Literal["turn", "drop"] = "turn"  # over-long: keep whole turns that fit, or drop
     packing: bool = False
     train_on: Literal["all", "last"] = "all"
+    train_on_inputs: bool = False  # loss on the whole sequence (prompt too), as alpaca-lora / study 1's authors
     seed: int = 42
 
     save_every: int = Field(0, ge=0)  # optimizer steps; 0 = only at the end of each epoch

@@ -58,7 +58,7 @@ def tokenize(convs: Iterable[Conversation], tokenizer, template, cfg: TrainConfi
     for s in range(0, len(convs), 512):
         chunk = convs[s:s + 512]
         rows = tokenize_many(chunk, tokenizer, template, max_length=cfg.max_length, train_on=cfg.train_on,
-                             truncation=cfg.truncation)
+                             truncation=cfg.truncation, train_on_inputs=cfg.train_on_inputs)
         for c, (ex, _status) in zip(chunk, rows):
             if ex is None:
                 dropped += 1

@@ -135,7 +135,7 @@ def test_undetectable_rows_name_the_fields():
         detect_format({"question": "q", "answer": "a"})
 
 
-def test_oasst_errors_point_at_the_tree_first_line(tmp_path):
+def test_oasst_errors_point_at_each_bad_row(tmp_path):
     rows = [
         {"message_id": "m1", "parent_id": None, "message_tree_id": "t1", "role": "prompter", "text": "Hi"},
         {"message_id": "m2", "parent_id": "m1", "message_tree_id": "t1", "role": "assistant", "text": " ", "rank": 0},
@@ -146,5 +146,9 @@ def test_oasst_errors_point_at_the_tree_first_line(tmp_path):
     p.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
     stream = read_records(p, on_error="skip")
     assert list(stream) == []
-    assert stream.sink.messages == [f"{p}:1: messages[1].content: empty assistant turn",
-                                    f"{p}:3: messages[1].content: empty assistant turn"]
+    # every row is accounted for: the empty reply where it is, its prompt as left without an answer
+    assert stream.sink.messages == [f"{p}:2: text: message text is empty",
+                                    f"{p}:1: replies: tree has no assistant reply (tree t1)",
+                                    f"{p}:4: text: message text is empty",
+                                    f"{p}:3: replies: tree has no assistant reply (tree t1)".replace("t1)", "t2)")]
+    assert stream.rows == 4 and stream.sink.total == 4
