@@ -95,12 +95,12 @@ class StoreError(PolyinstructError):
     """An annotation request that cannot be honoured (unknown item, not assigned, bad value)."""
 
 
-def _password_hasher():
+def _password_hasher(params: dict[str, int] | None = None):
     try:
         from argon2 import PasswordHasher
     except ImportError as e:
         raise MissingDependencyError("annotation accounts need argon2-cffi: pip install 'polyinstruct[web]'") from e
-    return PasswordHasher()
+    return PasswordHasher(**(params or {}))  # argon2id with the library's (RFC 9106) defaults
 
 
 @dataclass
@@ -119,8 +119,11 @@ class Item:
 class Store:
     """Thread-safe access to one annotation database (one connection per thread)."""
 
-    def __init__(self, path: str | os.PathLike, *, journal_mode: str = "wal"):
+    def __init__(self, path: str | os.PathLike, *, journal_mode: str = "wal",
+                 hasher_params: dict[str, int] | None = None):
+        """``hasher_params``: argon2 ``PasswordHasher`` settings for new passwords (tests use cheap ones)."""
         self.path = str(path)
+        self.hasher_params = hasher_params
         self.journal_mode = journal_mode
         self._local = threading.local()
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -175,7 +178,7 @@ class Store:
             raise StoreError(f"annotator name {name!r} must be 1-64 characters without spaces")
         if len(password) < 8:
             raise StoreError("password must have at least 8 characters")
-        digest = _password_hasher().hash(password)
+        digest = _password_hasher(self.hasher_params).hash(password)
         with self._write() as con:
             exists = con.execute("SELECT 1 FROM annotators WHERE name=?", (name,)).fetchone()
             if exists and not replace:
@@ -188,7 +191,7 @@ class Store:
         """The annotator's row when the password matches, else None (same work either way)."""
         from argon2.exceptions import InvalidHashError, VerificationError
 
-        hasher = _password_hasher()
+        hasher = _password_hasher(self.hasher_params)
         row = self._con().execute("SELECT name, password_hash, is_admin FROM annotators WHERE name=?",
                                   (name,)).fetchone()
         if self._dummy_hash is None:

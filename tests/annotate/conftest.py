@@ -21,6 +21,8 @@ PROMPTS = {
     "he": "תן שלושה טיפים לשמירה על הבריאות.",
 }
 XSS = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
+# Cheap argon2 settings for tests only (the app uses the library defaults).
+FAST_HASH = {"time_cost": 1, "memory_cost": 1024, "parallelism": 1}
 PASSWORDS = {"alice": "alice-pass-1", "bob": "bob-pass-22", "carol": "carol-pass-333"}
 
 
@@ -41,7 +43,7 @@ def write_predictions(folder, systems=("sys-a", "sys-b"), xss_in="sys-b"):
 def store(tmp_path):
     from polyinstruct.annotate.store import Store
 
-    s = Store(tmp_path / "ann.sqlite")
+    s = Store(tmp_path / "ann.sqlite", hasher_params=FAST_HASH)
     s.import_predictions(write_predictions(tmp_path), k=2, seed=0)
     for name, pw in PASSWORDS.items():
         s.add_annotator(name, pw, admin=(name == "alice"))
