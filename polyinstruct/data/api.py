@@ -28,7 +28,7 @@ def _default_sidecar(path: Path, suffix: str) -> Path:
 
 def validate_file(path: str | os.PathLike, format: str | None = None, *, on_error: str = "raise",
                   rejects_path: str | os.PathLike | None = None, output: str | os.PathLike | None = None,
-                  oasst_paths: str = "top") -> dict[str, Any]:
+                  oasst_paths: str = "top", merge_consecutive: bool = False) -> dict[str, Any]:
     """Check every record of a file and report all problems (not just the first).
 
     ``on_error="raise"``: nothing is written; ``errors`` lists ``path:line:
@@ -36,18 +36,25 @@ def validate_file(path: str | os.PathLike, format: str | None = None, *, on_erro
     ``on_error="skip"``: the valid records go to ``output`` (default
     ``<name>.clean.jsonl``) and the rejected ones to ``rejects_path`` (default
     ``<name>.rejects.jsonl``); ``ok`` is True.
+
+    ``rows`` counts the rows read: ``rows == records + rejected_total`` (OASST
+    message tables: ``rows == oasst_used + unselected + row rejects``, see
+    ``formats.RecordStream``). Duplicate ids (``1`` and ``"1"`` alike) are
+    reported as ``duplicate-id``.
     """
     path = Path(path)
     if on_error == "skip":
         output = Path(output) if output else _default_sidecar(path, ".clean.jsonl")
         rejects_path = Path(rejects_path) if rejects_path else _default_sidecar(path, ".rejects.jsonl")
-    stream = read_records(path, format, on_error="skip", rejects_path=rejects_path, oasst_paths=oasst_paths)
+    stream = read_records(path, format, on_error="skip", rejects_path=rejects_path, oasst_paths=oasst_paths,
+                          merge_consecutive=merge_consecutive)
     if output is not None:
         n = write_records(stream, output)
     else:
         n = sum(1 for _ in stream)
     rejected = dict(stream.rejected)
-    return {"path": str(path), "records": n, "rejected": rejected, "rejected_total": sum(rejected.values()),
+    return {"path": str(path), "rows": stream.rows, "records": n, "unselected": stream.unselected,
+            "rejected": rejected, "rejected_total": sum(rejected.values()),
             "errors": list(stream.sink.messages), "output": str(output) if output else None,
             "rejects": str(rejects_path) if rejects_path and rejected else None,
             "ok": on_error == "skip" or not rejected}
@@ -55,15 +62,17 @@ def validate_file(path: str | os.PathLike, format: str | None = None, *, on_erro
 
 def convert_file(src: str | os.PathLike, dst: str | os.PathLike, format: str | None = None, *,
                  on_error: str = "raise", rejects_path: str | os.PathLike | None = None,
-                 source: str | None = None, language: str | None = None, oasst_paths: str = "top") -> dict[str, Any]:
+                 source: str | None = None, language: str | None = None, oasst_paths: str = "top",
+                 merge_consecutive: bool = False) -> dict[str, Any]:
     """Convert any supported input into canonical JSONL or Parquet (by ``dst`` suffix), streaming."""
     if on_error == "skip" and rejects_path is None:
         rejects_path = _default_sidecar(Path(dst), ".rejects.jsonl")
     stream = read_records(src, format, on_error=on_error, rejects_path=rejects_path, source=source,
-                          language=language, oasst_paths=oasst_paths)
+                          language=language, oasst_paths=oasst_paths, merge_consecutive=merge_consecutive)
     n = write_records(stream, dst)
     rejected = dict(stream.rejected)
-    return {"input": str(src), "output": str(dst), "records": n, "rejected": rejected,
+    return {"input": str(src), "output": str(dst), "rows": stream.rows, "records": n,
+            "unselected": stream.unselected, "rejected": rejected,
             "rejects": str(rejects_path) if rejected else None}
 
 

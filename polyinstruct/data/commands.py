@@ -37,7 +37,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     rep = api.validate_file(args.path, args.format, on_error=args.on_error, rejects_path=args.rejects,
-                            output=args.output, oasst_paths=args.oasst_paths)
+                            output=args.output, oasst_paths=args.oasst_paths,
+                            merge_consecutive=args.merge_consecutive)
     for msg in rep["errors"]:
         print(msg, file=sys.stderr)
     if rep["rejected_total"] > len(rep["errors"]):
@@ -51,8 +52,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _print_counts(rep: dict[str, Any]) -> None:
-    print(f"{rep['path'] if 'path' in rep else rep['input']}: {rep['records']} valid, "
-          f"{sum(rep['rejected'].values())} rejected")
+    unselected = f", {rep['unselected']} OASST messages on no chosen path" if rep.get("unselected") else ""
+    print(f"{rep['path'] if 'path' in rep else rep['input']}: {rep.get('rows', '?')} rows read, {rep['records']} "
+          f"valid, {sum(rep['rejected'].values())} rejected{unselected}")
     for kind, n in sorted(rep["rejected"].items(), key=lambda kv: -kv[1]):
         print(f"  {n:>7}  {kind}")
     if rep.get("rejects"):
@@ -61,7 +63,8 @@ def _print_counts(rep: dict[str, Any]) -> None:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     rep = api.convert_file(args.input, args.output, args.format, on_error=args.on_error, rejects_path=args.rejects,
-                           source=args.source, language=args.language, oasst_paths=args.oasst_paths)
+                           source=args.source, language=args.language, oasst_paths=args.oasst_paths,
+                           merge_consecutive=args.merge_consecutive)
     _print_counts(rep)
     print(f"wrote {rep['records']} records to {rep['output']}")
     return 0
@@ -143,6 +146,9 @@ def register(subparsers: Any) -> None:
         p.add_argument("--rejects", default=None, help="rejects file (default: <name>.rejects.jsonl)")
         p.add_argument("--oasst-paths", choices=("top", "all"), default="top",
                        help="OASST trees: top-ranked path or every path")
+        p.add_argument("--merge-consecutive", action="store_true",
+                       help="join two user (or assistant) turns in a row with a blank line instead of rejecting "
+                            "the record (counted in meta.merged_turns)")
 
     p = sub.add_parser("validate", help="check every record; print path:line: field: reason")
     p.add_argument("path")

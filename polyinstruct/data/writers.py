@@ -66,7 +66,8 @@ def _write_jsonl(records: Iterable[Any], path: Path) -> int:
 def parquet_schema():
     import pyarrow as pa
 
-    msg = pa.struct([("role", pa.string()), ("content", pa.string()), ("language", pa.string())])
+    msg = pa.struct([("role", pa.string()), ("content", pa.string()), ("language", pa.string()),
+                     ("input", pa.string())])
     return pa.schema([("id", pa.string()), ("messages", pa.list_(msg)), ("language", pa.string()),
                       ("source", pa.string()), ("tags", pa.list_(pa.string())), ("license", pa.string()),
                       ("meta", pa.string())])
@@ -90,7 +91,8 @@ def _write_parquet(records: Iterable[Any], path: Path, batch_size: int) -> int:
         for r in records:
             d = _as_dict(r)
             rows.append({"id": d["id"], "messages": [{"role": m["role"], "content": m["content"],
-                                                      "language": m.get("language")} for m in d["messages"]],
+                                                      "language": m.get("language"), "input": m.get("input")}
+                                                     for m in d["messages"]],
                          "language": d.get("language"), "source": d.get("source"), "tags": d.get("tags") or [],
                          "license": d.get("license"),
                          "meta": json.dumps(d["meta"], ensure_ascii=False) if d.get("meta") else None})
