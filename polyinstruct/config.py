@@ -36,6 +36,33 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
+# File endings that mark a config value as a path even when the file does not exist (yet), so a
+# missing file is reported as a missing file, not as an unknown catalogue or template name.
+PATH_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".arrow", ".txt", ".gz", ".bz2", ".xz",
+                 ".zst", ".yaml", ".yml", ".jinja", ".safetensors")
+
+
+def resolve_input_path(value: Any, base: str | os.PathLike | None, *, by_suffix: bool = True) -> Any:
+    """Resolve a relative input path written in a YAML file against that file's folder.
+
+    Changed: values that name something existing under ``base``, start with ``./`` or ``../``, or
+    (``by_suffix``) end like a data/template file. Unchanged: absolute paths, ``~`` paths,
+    catalogue/template/model names and hub ids (``owner/name``), which resolve elsewhere. Values
+    typed on the command line are never passed here: they are relative to the working directory.
+    """
+    if base is None or not isinstance(value, str) or not value:
+        return value
+    if value.startswith("~") or Path(value).is_absolute():
+        return value
+    candidate = Path(base) / value
+    if any(ch in value for ch in "*?["):
+        import glob
+
+        return str(candidate) if glob.glob(str(candidate)) else value
+    looks = value.startswith(("./", "../")) or (by_suffix and value.lower().endswith(PATH_SUFFIXES))
+    return str(candidate) if candidate.exists() or looks else value
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """Apply ``a.b.c=value`` strings; values are parsed as YAML scalars/lists."""
     out = _deepcopy(data)
@@ -68,22 +95,56 @@ def validate_config(model: type[M], data: dict[str, Any], *, file: str | None = 
     try:
         return model.model_validate(data)  # type: ignore[attr-defined]
     except ValidationError as e:
-        errs = e.errors()
+        # a misspelt field first: it usually explains the "Field required" that comes with it
+        errs = sorted(e.errors(), key=lambda err: err.get("type") != "extra_forbidden")
         lines = []
         for err in errs:
             loc = ".".join(str(x) for x in err.get("loc", ()))
             msg = err.get("msg", "invalid")
+            msg = msg[len("Value error, "):] if msg.startswith("Value error, ") else msg
             if err.get("type") == "extra_forbidden":
-                from polyinstruct.registry import suggest
-
-                fields = list(_nested_fields(model, err["loc"][:-1]))
-                msg = f"unknown field{suggest(str(err['loc'][-1]), fields)}"
+                msg = unknown_field_message(model, err["loc"])
             lines.append(f"{loc}: {msg}")
         first = errs[0] if errs else {}
         field = ".".join(str(x) for x in first.get("loc", ()))
         more = "" if len(lines) == 1 else "\n  " + "\n  ".join(lines[1:])
         raise ConfigError(f"{first.get('msg', 'invalid')}{more}" if not lines else lines[0].split(": ", 1)[1] + more,
                           file=file, field=field) from None
+
+
+def unknown_field_message(model: Any, loc: tuple) -> str:
+    """``unknown field Did you mean: lr? ...`` for the unknown field at ``loc``.
+
+    A model may declare ``HABIT_NAMES`` (a class variable): names other tools use (Hugging
+    Face / TRL ``learning_rate``) mapped to its own field and an optional hint.
+    """
+    from polyinstruct.registry import suggest
+
+    name = str(loc[-1])
+    owner = _nested_model(model, loc[:-1])
+    habit = getattr(owner, "HABIT_NAMES", {}).get(name) if owner is not None else None
+    if habit:
+        field, hint = habit if isinstance(habit, tuple) else (habit, "")
+        return (f"unknown field Did you mean: {field}? ({name} is the Hugging Face/TRL name; polyinstruct "
+                f"calls it {field}{'; ' + hint if hint else ''})")
+    fields = list(getattr(owner, "model_fields", {})) if owner is not None else []
+    near = suggest(name, fields)
+    return f"unknown field{near}"
+
+
+def _nested_model(model: Any, loc: tuple) -> Any:
+    """The (possibly nested) pydantic model class that ``loc`` points into, or None."""
+    import typing
+
+    for part in loc:
+        info = getattr(model, "model_fields", {}).get(part)
+        if info is None:
+            return None
+        candidates = [info.annotation, *typing.get_args(info.annotation)]
+        model = next((c for c in candidates if isinstance(c, type) and hasattr(c, "model_fields")), None)
+        if model is None:
+            return None
+    return model
 
 
 def _nested_fields(model: Any, loc: tuple) -> list[str]:

@@ -49,3 +49,24 @@ class MissingDependencyError(PolyinstructError, ImportError):
 
 class SpanMismatchError(PolyinstructError):
     """Labelled tokens do not decode to the assistant text (see templates.verify)."""
+
+
+# OS errors that mean "the output place cannot take the output": reported as one line naming
+# the file and what to do, never as a traceback.
+_OUTPUT_ERRNOS = {"ENOSPC": "no space left on device", "EDQUOT": "disk quota exceeded",
+                  "EROFS": "read-only file system", "EACCES": "permission denied",
+                  "ENOTDIR": "a part of the path is a file, not a folder", "EISDIR": "is a folder, not a file"}
+
+
+def output_error(e: OSError, where: str) -> PolyinstructError | None:
+    """A one-line ``PolyinstructError`` for an OSError writing under ``where``, or None when
+    ``e`` is not one of the output-place errors (then the caller re-raises it)."""
+    import errno as _errno
+
+    for name, text in _OUTPUT_ERRNOS.items():
+        if getattr(_errno, name, None) == e.errno:
+            target = e.filename or where
+            todo = "free space or choose" if name in ("ENOSPC", "EDQUOT") else "choose"
+            return PolyinstructError(f"cannot write {target}: {text}; {todo} another output_dir "
+                                     f"(what is complete in {where} is kept, and a rerun resumes from it)")
+    return None

@@ -45,12 +45,45 @@ class ExperimentConfig(BaseModel):
     judge: dict[str, Any] | None = None
     lid: str = "fasttext-lite"
     seed: int = 0
+    resume: Literal["auto", "never"] = Field(
+        "auto", description="auto: continue, refusing results made with other settings; never: start over")
+
+    @field_validator("train_languages", "eval_languages")
+    @classmethod
+    def _codes(cls, codes: list[str]) -> list[str]:
+        from polyinstruct.lang.codes import validate_language_code
+
+        for c in codes:
+            validate_language_code(c)
+        if not codes:
+            raise ValueError("at least one language is needed")
+        return codes
+
+    @field_validator("english")
+    @classmethod
+    def _code(cls, code: str) -> str:
+        from polyinstruct.lang.codes import validate_language_code
+
+        return validate_language_code(code)
+
+    @field_validator("data", "eval_data")
+    @classmethod
+    def _code_keys(cls, d: dict[str, str] | None) -> dict[str, str] | None:
+        from polyinstruct.lang.codes import validate_language_code
+
+        for c in d or {}:
+            validate_language_code(c)
+        return d
 
     @field_validator("arms")
     @classmethod
     def _check_arms(cls, arms: list[str]) -> list[str]:
         for a in arms:
             kind = "mono" if a.startswith("mono") else a
+            if a.startswith("mono-"):  # mono-<lang>: the language names folders and files
+                from polyinstruct.lang.codes import validate_language_code
+
+                validate_language_code(a.split("-", 1)[1])
             if kind not in ARM_KINDS:
                 from polyinstruct.registry import suggest
 

@@ -18,6 +18,7 @@ from typing import Any, Callable
 import yaml
 
 from polyinstruct.config import apply_overrides, load_yaml, validate_config
+from polyinstruct.errors import ConfigError, output_error
 from polyinstruct.experiment.arms import arm_file, build_arms, load_eval_prompts
 from polyinstruct.experiment.config import Cell, ExperimentConfig
 from polyinstruct.experiment.scoring import score_predictions
@@ -29,12 +30,38 @@ Progress = Callable[[str], None]
 
 def load_experiment_config(config: str | os.PathLike | dict | ExperimentConfig,
                            overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    """Load and validate, including the ``train:``/``judge:`` sections (experiment/checks.py).
+    Input paths in a YAML file resolve against its folder; command-line values against the
+    working directory."""
+    from polyinstruct.experiment.checks import check_sections
+
     if isinstance(config, ExperimentConfig):
         return config if not overrides else load_experiment_config(config.model_dump(), overrides)
     if isinstance(config, dict):
-        return validate_config(ExperimentConfig, apply_overrides(config, list(overrides)), file="<experiment config>")
-    data = apply_overrides(load_yaml(config), list(overrides))
-    return validate_config(ExperimentConfig, data, file=str(config))
+        data, file = apply_overrides(config, list(overrides)), "<experiment config>"
+    else:
+        data = apply_overrides(_resolve_paths(load_yaml(config), Path(config).parent), list(overrides))
+        file = str(config)
+    cfg = validate_config(ExperimentConfig, data, file=file)
+    check_sections(cfg, file)
+    return cfg
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    from polyinstruct.config import resolve_input_path
+    from polyinstruct.train.config import resolve_config_paths
+
+    out = dict(data)
+    for key in ("data", "eval_data"):
+        if isinstance(out.get(key), dict):
+            out[key] = {k: resolve_input_path(v, base) for k, v in out[key].items()}
+    if "model" in out:
+        out["model"] = resolve_input_path(out["model"], base, by_suffix=False)
+    if "template" in out:
+        out["template"] = resolve_input_path(out["template"], base)
+    if isinstance(out.get("train"), dict):
+        out["train"] = resolve_config_paths(out["train"], base)
+    return out
 
 
 def run_experiment(config: str | os.PathLike | dict | ExperimentConfig, overrides: list[str] | tuple[str, ...] = (),
@@ -42,7 +69,27 @@ def run_experiment(config: str | os.PathLike | dict | ExperimentConfig, override
     """Run every cell of the grid (skipping finished ones); return the experiment directory."""
     cfg = load_experiment_config(config, overrides)
     root = Path(cfg.output_dir)
+    try:
+        return _run(cfg, root, str(config) if isinstance(config, (str, os.PathLike)) else None, progress, report)
+    except OSError as e:
+        err = output_error(e, str(root))
+        if err is None:
+            raise
+        raise err from None
+
+
+def _run(cfg: ExperimentConfig, root: Path, file: str | None, progress: bool, report: bool) -> Path:
+    from polyinstruct.experiment import checks
+
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"{root} is a file, not a folder; choose another output_dir", file=file,
+                          field="output_dir")
+    checks.preflight(cfg, root, file)
+    if cfg.resume == "never":
+        checks.start_over(root)
+    checks.check_reuse(cfg, root)  # before anything is written: a refused run changes nothing
     root.mkdir(parents=True, exist_ok=True)
+    checks.write_fingerprints(cfg, root)
     started = time.time()
     say = _printer(progress)
     with atomic_open(root / "experiment.yaml") as f:
@@ -57,9 +104,8 @@ def run_experiment(config: str | os.PathLike | dict | ExperimentConfig, override
     data_budget = build_arms(cfg, root, counter) if needs_data and not cfg.sizes else {}
     for n in (cfg.sizes or []) if needs_data else []:  # size axis: one set of arms per size
         data_budget = build_arms(cfg.model_copy(update={"examples_per_language": n}), _data_root(root, n), counter)
-    eval_path = root / "eval_prompts.jsonl"
-    if not eval_path.exists():
-        write_jsonl(eval_path, (c.to_dict() for c in load_eval_prompts(cfg)))
+    eval_path = root / "eval_prompts.jsonl"  # rewritten each run: cells check their own prompts
+    write_jsonl(eval_path, (c.to_dict() for c in load_eval_prompts(cfg)))
 
     cells = cfg.cells()
     for i, cell in enumerate(cells, 1):
@@ -68,6 +114,7 @@ def run_experiment(config: str | os.PathLike | dict | ExperimentConfig, override
             say(f"[{i}/{len(cells)}] {cell.name}: finished earlier, skipped")
             continue
         say(f"[{i}/{len(cells)}] {cell.name}")
+        checks.write_cell_fingerprint(cfg, cell, cdir)
         _run_cell(cfg, cell, cdir, root, model_path, eval_path, say, progress)
         write_json(cdir / "done.json", {"cell": cell.name, "finished_at": time.time()})
 
@@ -95,8 +142,9 @@ def _run_cell(cfg: ExperimentConfig, cell: Cell, cdir: Path, root: Path, model_p
             from polyinstruct.train import train
 
             data_file = arm_file(_data_root(root, cell.size), cell.arm_name, cell.kind)
-            train_cfg = {**cfg.train, "model": model_path, "template": cfg.template, "method": cfg.method,
-                         "data": [str(data_file)], "output_dir": str(run_dir), "seed": cfg.seed}
+            from polyinstruct.experiment.checks import cell_train_config
+
+            train_cfg = cell_train_config(cfg, model=model_path, data=str(data_file), output_dir=str(run_dir))
             say(f"  train {cell.name} on {data_file.name} ({cfg.method})")
             train(train_cfg, progress=progress)
         else:

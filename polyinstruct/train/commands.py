@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("train", help="fine-tune a causal LM from a YAML config (full or PEFT)")
+    from polyinstruct.train.config import fields_help
+
+    fields = {"epilog": fields_help(), "formatter_class": argparse.RawDescriptionHelpFormatter}
+    p = subparsers.add_parser("train", help="fine-tune a causal LM from a YAML config (full or PEFT)", **fields)
     p.add_argument("config", help="training config YAML")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. lr=1e-4 lora.r=16")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 
-    v = subparsers.add_parser("validate", help="check a training config, its data and model without training")
+    v = subparsers.add_parser("validate", help="check a training config, its data and model without training",
+                              **fields)
     v.add_argument("config")
     v.add_argument("overrides", nargs="*")
     v.set_defaults(func=_validate)

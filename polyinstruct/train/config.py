@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from polyinstruct.config import apply_overrides, load_yaml, validate_config
+from polyinstruct.config import apply_overrides, load_yaml, resolve_input_path, validate_config
 from polyinstruct.errors import ConfigError
 from polyinstruct.registry import suggest
 
@@ -72,6 +72,31 @@ class TrainConfig(BaseModel):
     """Everything a training run needs; see docs/training.md for each field."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    # Hugging Face TrainingArguments / TRL SFTConfig names typed by habit -> (our field, hint).
+    HABIT_NAMES: ClassVar[dict[str, tuple[str, str]]] = {
+        "learning_rate": ("lr", ""),
+        "num_train_epochs": ("epochs", ""), "num_epochs": ("epochs", ""),
+        "per_device_train_batch_size": ("micro_batch_size", "the global batch is set by global_batch_size"),
+        "train_batch_size": ("global_batch_size", ""), "batch_size": ("global_batch_size", ""),
+        "gradient_accumulation_steps": ("global_batch_size", "accumulation = global_batch_size / "
+                                        "(micro_batch_size x processes), so set global_batch_size instead"),
+        "bf16": ("mixed_precision", "write mixed_precision: bf16"),
+        "fp16": ("mixed_precision", "write mixed_precision: fp16"),
+        "max_seq_length": ("max_length", ""), "model_max_length": ("max_length", ""),
+        "lr_scheduler_type": ("lr_scheduler", ""),
+        "per_device_eval_batch_size": ("eval_batch_size", ""),
+        "save_steps": ("save_every", ""), "eval_steps": ("eval_every", ""), "logging_steps": ("log_every", ""),
+        "save_total_limit": ("keep_last", ""), "load_best_model_at_end": ("select_best", ""),
+        "model_name_or_path": ("model", ""), "torch_dtype": ("dtype", ""),
+        "resume_from_checkpoint": ("resume", "a checkpoints/step-N folder, auto or never"),
+        "dataset": ("data", ""), "dataset_name": ("data", ""), "train_file": ("data", ""),
+        "validation_file": ("validation_data", ""), "eval_dataset": ("validation_data", ""),
+        "chat_template": ("template", ""),
+        "lora_r": ("lora.r", ""), "lora_alpha": ("lora.alpha", ""), "lora_dropout": ("lora.dropout", ""),
+        "lora_target_modules": ("lora.target_modules", ""), "target_modules": ("lora.target_modules", ""),
+        "r": ("lora.r", ""),
+    }
 
     model: str
     template: str = "tulu"
@@ -193,6 +218,55 @@ def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def resolve_config_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Resolve the input paths of a training config read from a YAML file against its folder
+    (``data``, ``validation_data``, ``model``, ``template``, ``resume``). ``output_dir`` stays
+    relative to the working directory, like every output path of the command line."""
+    out = dict(data)
+    for key in ("data", "validation_data"):
+        v = out.get(key)
+        if isinstance(v, list):
+            out[key] = [resolve_input_path(x, base) for x in v]
+        elif isinstance(v, dict):
+            out[key] = {k: resolve_input_path(x, base) for k, x in v.items()}
+        elif isinstance(v, str):
+            out[key] = resolve_input_path(v, base)
+    if "model" in out:
+        out["model"] = resolve_input_path(out["model"], base, by_suffix=False)
+    if "template" in out:
+        out["template"] = resolve_input_path(out["template"], base)
+    if out.get("resume") not in (None, "auto", "never"):
+        out["resume"] = resolve_input_path(out["resume"], base, by_suffix=False)
+    return out
+
+
+def fields_help() -> str:
+    """Every config field with its default, for ``train --help`` (details: docs/training.md)."""
+    import typing
+
+    from pydantic_core import PydanticUndefined
+
+    def rows(model: type[BaseModel], prefix: str = "") -> list[str]:
+        out = []
+        for name, info in model.model_fields.items():
+            sub = info.annotation if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel) \
+                else None
+            if sub is not None:
+                out += rows(sub, f"{prefix}{name}.")
+                continue
+            if info.default is PydanticUndefined and info.default_factory is None:
+                default = "(required)"
+            else:
+                default = info.default_factory() if info.default_factory is not None else info.default
+                default = "none" if default is None else str(default).lower() if isinstance(default, bool) \
+                    else default
+            choices = typing.get_args(info.annotation) if typing.get_origin(info.annotation) is Literal else ()
+            out.append(f"  {prefix}{name} = {default}" + (f"  ({' | '.join(map(str, choices))})" if choices else ""))
+        return out
+
+    return "config fields (YAML or key=value; docs/training.md):\n" + "\n".join(rows(TrainConfig))
+
+
 def load_train_config(config: "str | os.PathLike | dict | TrainConfig",
                       overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
     """Load, apply preset defaults and overrides, validate. Errors name the file and field."""
@@ -204,7 +278,7 @@ def load_train_config(config: "str | os.PathLike | dict | TrainConfig",
     elif isinstance(config, dict):
         data, file = dict(config), "<config>"
     else:
-        data, file = load_yaml(config), str(config)
+        data, file = resolve_config_paths(load_yaml(config), Path(config).parent), str(config)
     data = apply_overrides(data, list(overrides))
     preset = data.get("preset")
     if preset is not None:

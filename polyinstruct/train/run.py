@@ -17,8 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from polyinstruct.yamlio import safe_load
-from polyinstruct.errors import ConfigError
+from polyinstruct.errors import ConfigError, output_error
 from polyinstruct.fileio import atomic_open, write_json
 from polyinstruct.train.batching import BatchPlan
 from polyinstruct.train.checkpoint import list_checkpoints, load_best_weights, load_checkpoint
@@ -101,13 +100,27 @@ def _versions() -> dict[str, str]:
 def train(config: "str | os.PathLike | dict | TrainConfig", overrides: list[str] | tuple[str, ...] = (), *,
           progress: bool = False) -> Path:
     """Train as configured; return the run directory (resuming it when interrupted before)."""
+    from polyinstruct.train.validate import preflight
+
+    cfg = load_train_config(config, overrides)
+    preflight(cfg, str(config) if isinstance(config, (str, os.PathLike)) else None)
+    run_dir = Path(cfg.output_dir)
+    try:
+        return _train(cfg, run_dir, progress)
+    except OSError as e:
+        err = output_error(e, str(run_dir))
+        if err is None:
+            raise
+        raise err from None
+
+
+def _train(cfg: TrainConfig, run_dir: Path, progress: bool) -> Path:
     import torch
     from accelerate.utils import set_seed
 
-    cfg = load_train_config(config, overrides)
-    run_dir = Path(cfg.output_dir)
+    check_same_run(cfg, run_dir)
     if is_finished(run_dir) and cfg.resume != "never":
-        log.info("%s is already finished; nothing to do", run_dir)
+        log.info("%s is already finished (same fingerprint); nothing to do", run_dir)
         return run_dir
     world = _world_size()
     if cfg.global_batch_size % (cfg.micro_batch_size * world):
@@ -149,8 +162,6 @@ def train(config: "str | os.PathLike | dict | TrainConfig", overrides: list[str]
                 (run_dir / stale).unlink(missing_ok=True)
             for stale in ("model", "adapter"):
                 shutil.rmtree(run_dir / stale, ignore_errors=True)
-        else:
-            _warn_if_config_changed(cfg, run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_run_files(cfg, run_dir, template, data_manifest, base_path)
     acc.wait_for_everyone()
@@ -209,17 +220,31 @@ def _resume_point(cfg: TrainConfig, ckpt_root: Path) -> Path | None:
     return p
 
 
-def _warn_if_config_changed(cfg: TrainConfig, run_dir: Path) -> None:
-    old_path = run_dir / "config.yaml"
-    if not old_path.exists():
+def check_same_run(cfg: TrainConfig, run_dir: Path) -> None:
+    """Refuse to reuse ``run_dir`` (return it finished, or resume it) when it was trained under a
+    different fingerprint (docs/training.md, "Reusing a run directory"). ``resume: never`` starts
+    over and needs no check; resuming from a named checkpoint folder only warns."""
+    from polyinstruct.train.fingerprint import differences, fingerprint, stored_fingerprint
+
+    if cfg.resume == "never":
         return
-    with open(old_path, encoding="utf-8") as f:
-        old = safe_load(f) or {}
-    new = cfg.dump()
-    changed = sorted(k for k in set(old) | set(new) if k != "resume" and old.get(k) != new.get(k))
-    if changed:
-        log.warning("resuming %s with changed fields %s; the result will not equal an uninterrupted run",
-                    run_dir, ", ".join(changed))
+    finished = is_finished(run_dir)
+    if not finished and not (cfg.resume != "auto" or list_checkpoints(run_dir / "checkpoints")):
+        return  # nothing to reuse: a fresh start
+    old = stored_fingerprint(run_dir)
+    if old is None:
+        return
+    diffs = differences(old, fingerprint(cfg))
+    if not diffs:
+        return
+    if cfg.resume != "auto":
+        log.warning("resuming from %s with changed settings (%s); the result will not equal an uninterrupted run",
+                    cfg.resume, "; ".join(diffs))
+        return
+    state = "a finished run" if finished else "an interrupted run"
+    raise ConfigError(f"{run_dir} holds {state} trained with different settings:\n  " + "\n  ".join(diffs)
+                      + "\nTo keep it, set a new output_dir; to train here again from scratch (deleting it), "
+                      "add resume=never.", field="output_dir")
 
 
 def _write_run_files(cfg: TrainConfig, run_dir: Path, template, data_manifest: list[dict], base_path: str) -> None:
@@ -228,6 +253,9 @@ def _write_run_files(cfg: TrainConfig, run_dir: Path, template, data_manifest: l
     template.save(run_dir / "template.yaml")
     write_json(run_dir / "manifest.json", {"data": data_manifest, "versions": _versions(),
                                            "base_model": base_path, "method": cfg.method})
+    from polyinstruct.train.fingerprint import FINGERPRINT_FILE, fingerprint
+
+    write_json(run_dir / FINGERPRINT_FILE, fingerprint(cfg, data_manifest))
 
 
 def _save_final(cfg: TrainConfig, acc, model, tokenizer, run_dir: Path, n_added: int) -> None:

@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from polyinstruct.errors import ConfigError, PolyinstructError
+from polyinstruct.errors import ConfigError, MissingDependencyError, PolyinstructError
+from polyinstruct.registry import suggest
 from polyinstruct.train.config import TrainConfig, load_train_config
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ def validate(config: "str | os.PathLike | dict | TrainConfig", overrides: list[s
 
     cfg = load_train_config(config, overrides)
     file = str(config) if isinstance(config, (str, os.PathLike)) else None
+    preflight(cfg, file)
     try:
         path = resolve_model_path(cfg.model)
     except PolyinstructError as e:
@@ -55,6 +57,57 @@ def validate(config: "str | os.PathLike | dict | TrainConfig", overrides: list[s
         "datasets": [{k: m[k] for k in ("name", "split", "conversations")} for m in manifest],
         "output_dir": str(Path(cfg.output_dir)),
     }
+
+
+def preflight(cfg: TrainConfig, file: str | None = None) -> None:
+    """Checks that need no model and no data: everything ``train`` would otherwise reject only
+    after loading them. ``train`` and ``validate`` both call it."""
+    import importlib.util
+
+    import torch
+
+    cuda = torch.cuda.is_available()
+    out = Path(cfg.output_dir)
+    for p in (out, *out.parents):
+        if p.exists() and not p.is_dir():
+            raise ConfigError(f"{p} is a file, not a folder; choose another output_dir", file=file,
+                              field="output_dir")
+    if cfg.mixed_precision == "fp16" and not cuda:
+        raise ConfigError("fp16 mixed precision needs a CUDA GPU; use bf16 or no on CPU", file=file,
+                          field="mixed_precision")
+    four = cfg.load_in_4bit or cfg.method == "qlora"
+    if (four or cfg.load_in_8bit) and not cuda:
+        what = "4-bit (QLoRA)" if four else "8-bit"
+        raise ConfigError(f"{what} loading needs a CUDA GPU (bitsandbytes); none is available here. "
+                          "Use method: lora without load_in_4bit/load_in_8bit on CPU.", file=file,
+                          field="method" if cfg.method == "qlora" else "load_in_4bit" if four else "load_in_8bit")
+    if cfg.resume not in ("auto", "never") and not (Path(cfg.resume) / "state.json").is_file():
+        raise ConfigError(f"{cfg.resume} is not a checkpoint folder (no state.json); use auto, never or a "
+                          "checkpoints/step-N folder", file=file, field="resume")
+    if cfg.attn_implementation:
+        from transformers import AttentionInterface
+
+        known = ["eager", *AttentionInterface().valid_keys()]
+        if cfg.attn_implementation not in known and "/" not in cfg.attn_implementation:
+            raise ConfigError(f"unknown attn_implementation {cfg.attn_implementation!r}."
+                              f"{suggest(cfg.attn_implementation, known)} Known: {', '.join(known)}", file=file,
+                              field="attn_implementation")
+    needs = [("report_to", name, mod, f"pip install {pkg}") for name, mod, pkg in
+             (("tensorboard", "tensorboard", "'polyinstruct[tracking]'"), ("wandb", "wandb", "wandb"),
+              ("mlflow", "mlflow", "mlflow")) if name in cfg.report_to]
+    if four or cfg.load_in_8bit:
+        needs.append(("load_in_4bit" if four else "load_in_8bit", "bitsandbytes", "bitsandbytes",
+                      "pip install 'polyinstruct[gpu]'"))
+    if cfg.use_liger:
+        needs.append(("use_liger", "liger-kernel", "liger_kernel", "pip install liger-kernel"))
+    if cfg.attn_implementation == "flash_attention_2":
+        needs.append(("attn_implementation", "flash-attn", "flash_attn", "pip install flash-attn (CUDA only)"))
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+        needs.append(("<launcher>", "deepspeed", "deepspeed", "pip install 'polyinstruct[gpu]'"))
+    for field, what, module, how in needs:
+        if importlib.util.find_spec(module) is None:
+            raise MissingDependencyError(f"{file + ':' if file else ''}{field}: needs {what}, which is not "
+                                         f"installed: {how}")
 
 
 def _check_targets(cfg: TrainConfig, model_config, file: str | None) -> None:
