@@ -350,8 +350,9 @@ class RecordStream:
 
     Ids are unique: a generated id (``{file stem}-{line}``, or ``-{line}-{k}``
     when several rows share a line) never repeats, and a record whose id was
-    already used (``1`` and ``"1"`` are the same id) is a ``duplicate-id``
-    reject (``unique_ids=False`` turns the check off).
+    already used in the same language (``1`` and ``"1"`` are the same id) is a
+    ``duplicate-id`` reject; parallel data may share an id across languages
+    (``unique_ids=False`` turns the check off).
     """
 
     def __init__(self, path: str | os.PathLike, format: str | None, on_error: str, rejects_path, source, language,
@@ -372,7 +373,8 @@ class RecordStream:
         self.rows = 0
         self.unselected = 0
         self.oasst_used = 0
-        self._ids: dict[str, str] = {}  # id -> where it was first used
+        self._ids: dict[tuple[str, Any], str] = {}  # (id, language) -> where it was first used
+        self._id_names: set[str] = set()
         self._it = self._generate()
 
     @property
@@ -390,18 +392,23 @@ class RecordStream:
         self.sink.close()
 
     def _claim_id(self, rec: dict[str, Any], generated: bool, where: str) -> None:
+        """Keep ids unique per language: parallel data shares an id across languages (``inst-001`` in en
+        and fr, the project's convention), but the same id twice in one language is a duplicate."""
         if not self.unique_ids:
             return
         rid = rec["id"]
-        if rid in self._ids:
-            if not generated:
-                raise RecordError("duplicate-id", f"id {rid!r} was already used at {self._ids[rid]} (ids 1 and "
-                                  "\"1\" are the same id)", field="id", record_id=rid)
+        if generated and rid in self._id_names:  # ours to choose: make it unique in every language
             k = 2
-            while f"{rid}-{k}" in self._ids:
+            while f"{rid}-{k}" in self._id_names:
                 k += 1
             rec["id"] = rid = f"{rid}-{k}"
-        self._ids[rid] = where
+        key = (rid, rec.get("language"))
+        if key in self._ids:
+            lang = f" in language {key[1]!r}" if key[1] else ""
+            raise RecordError("duplicate-id", f"id {rid!r} was already used{lang} at {self._ids[key]} (ids 1 and "
+                              "\"1\" are the same id)", field="id", record_id=rid)
+        self._ids[key] = where
+        self._id_names.add(rid)
 
     def _generate(self) -> Iterator[Any]:
         fmt: Format | None = get_format(self.format) if self.format else None
