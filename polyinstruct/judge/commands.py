@@ -89,7 +89,7 @@ def _judge(args: argparse.Namespace) -> int:
                                 lenient_close_pairs=args.lenient_close_pairs)
     with open(f"{args.out}/summary.md", encoding="utf-8") as f:
         print(f.read())
-    print(json.dumps({k: summary[k] for k in ("n", "cached", "unparsed", "errors", "usage")}))
+    print(json.dumps({k: summary[k] for k in ("n", "scored", "cached", "unparsed", "errors", "usage")}))
     return 0
 
 

@@ -7,7 +7,6 @@ in ``JudgeConfig`` are errors with a did-you-mean.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,10 +29,10 @@ class JudgeConfig(BaseModel):
     # openai_http options
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
-    timeout: float = 120.0
-    max_retries: int = 6
-    backoff_base: float = 1.0
-    backoff_max: float = 60.0
+    timeout: float = Field(120.0, gt=0, allow_inf_nan=False)  # seconds per request
+    max_retries: int = Field(6, ge=0)
+    backoff_base: float = Field(1.0, ge=0, allow_inf_nan=False)
+    backoff_max: float = Field(60.0, ge=0, allow_inf_nan=False)
     concurrency: int = Field(8, ge=1)
     prices: dict[str, dict[str, float]] = Field(default_factory=dict)  # USD per 1M tokens
     # hf options, passed to polyinstruct.infer.load_backend (HFBackend.from_path)
@@ -98,4 +97,4 @@ def cache_path(cfg: JudgeConfig) -> Path:
     from polyinstruct.judge.cache import default_cache_dir
 
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in cfg.model)[-120:]
-    return Path(cfg.cache_dir or os.environ.get("POLYINSTRUCT_JUDGE_CACHE") or default_cache_dir()) / f"{safe}.jsonl"
+    return Path(cfg.cache_dir or default_cache_dir()) / f"{safe}.jsonl"

@@ -3,7 +3,10 @@
 Writes into ``out_dir``: ``judgments.jsonl`` (one row per prediction, in input
 order), ``summary.json`` (scores, usage, cost, config) and ``summary.md`` (a
 table). Judge calls are cached on disk (see ``cache``), so rerunning after a
-crash or with more predictions only pays for what is new.
+crash or with more predictions only pays for what is new. A call that fails for good
+is a per-item error (``error`` in its row, counted in the summary); the outputs are
+written either way, and when *no* item got a score the run ends with a
+``NothingScoredError`` (the CLI exits 1 with one line saying why).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from polyinstruct.data.sources import iter_json_lines
-from polyinstruct.errors import DataError
+from polyinstruct.errors import DataError, PolyinstructError
 from polyinstruct.fileio import write_json, write_jsonl
 from polyinstruct.judge.analyses import unique_token_analysis
 from polyinstruct.judge.cache import JudgmentCache
@@ -26,6 +29,10 @@ from polyinstruct.judge.scores import (apply_language_penalty, markdown_table, p
                                        summarize)
 
 log = logging.getLogger(__name__)
+
+class NothingScoredError(PolyinstructError):
+    """Every judge call failed (no key, server unreachable, ...): there are no results to report."""
+
 
 # Seed 1's training languages: robustness is averaged over these when present.
 SEED_SEEN_LANGUAGES = ("en", "fr", "es", "bg", "ru", "zh")
@@ -109,6 +116,7 @@ def judge_predictions(predictions_path: str | Path, out_dir: str | Path, *, judg
                                "cached": sum(bool(r.get("cached")) for r in rows),
                                "unparsed": sum(not r.get("parsed") and not r.get("error") for r in rows),
                                "errors": sum(bool(r.get("error")) for r in rows),
+                               "scored": sum(_scored(r) for r in rows),
                                "usage": backend.usage.to_dict() if hasattr(backend, "usage") else None}
     if cfg.mode == "single":
         summary["scores"] = summarize(rows, seen_languages=seen)
@@ -127,14 +135,29 @@ def judge_predictions(predictions_path: str | Path, out_dir: str | Path, *, judg
                 f"`{template.name}` v{template.version}, LID `{summary['lid']}`\n\n{table}")
     if summary["errors"]:
         log.warning("%d judgments failed after retries (not cached; rerun to retry them)", summary["errors"])
+    if summary["scored"] == 0 and summary["errors"]:
+        first = next(r["error"] for r in rows if r.get("error"))
+        raise NothingScoredError(f"no prediction was scored: {summary['errors']} of {len(rows)} judge calls failed "
+                                 f"(first error: {_one_line(first)}); per-item errors are in {out / 'judgments.jsonl'}")
     return summary
 
 
+def _scored(row: dict[str, Any]) -> bool:
+    return row.get("score") is not None or row.get("verdict") is not None
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text[:limit] + ("..." if len(text) > limit else "")
+
+
 def _pairwise_table(s: dict[str, Any]) -> str:
-    lines = ["| model | n | win rate | wins | ties | losses | unparsed | inconsistent | first-position rate |",
+    lines = ["| model | judged / n | win rate | wins | ties | losses | unparsed | inconsistent | first-position rate |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for m, c in s["models"].items():
-        lines.append(f"| {m} | {c['n']} | {c['win_rate']} | {c['wins']} | {c['ties']} | {c['losses']} | "
+        judged = c["wins"] + c["ties"] + c["losses"]
+        rate = "–" if c["win_rate"] is None else c["win_rate"]
+        lines.append(f"| {m} | {judged} / {c['n']} | {rate} | {c['wins']} | {c['ties']} | {c['losses']} | "
                      f"{c['unparsed']} | {c['inconsistent_fraction']} | {c['first_position_rate']} |")
     return "\n".join(lines) + "\n"
 

@@ -156,13 +156,23 @@ def language_consistency(predictions: Iterable[dict[str, Any]], identifier: Any)
 
 
 def markdown_table(summary: dict[str, Any]) -> str:
-    """One row per model x language: totals before/after penalty, wrong-language count."""
-    lines = ["| model | language | n | total before | total after | max | wrong lang | und | unparsed |",
+    """One row per model x language: totals before/after penalty, wrong-language count.
+
+    ``scored / n`` says how many items the totals cover (failed and unparsed calls are
+    not scored) and ``max`` is the most those scored items could reach; a cell with
+    nothing scored shows "–", never a total of 0.
+    """
+    lines = ["| model | language | scored / n | total before | total after | max | wrong lang | und | unparsed |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for model, m in summary["models"].items():
         for lang, c in m["languages"].items():
-            lines.append(f"| {model} | {lang} | {c['n']} | {c['total_before']:g} | {c['total_after']:g} | "
-                         f"{c['max_total']:g} | {c['n_wrong_language']} | {c['n_undetermined']} | {c['n_unparsed']} |")
+            if c["n_scored"]:
+                top = c["max_total"] / c["n"] * c["n_scored"]  # the most the scored items could reach
+                totals = f"{c['total_before']:g} | {c['total_after']:g} | {top:g}"
+            else:
+                totals = "– | – | –"
+            lines.append(f"| {model} | {lang} | {c['n_scored']} / {c['n']} | {totals} | "
+                         f"{c['n_wrong_language']} | {c['n_undetermined']} | {c['n_unparsed']} |")
     lines += ["", "| model | language robustness (mean drop before -> after penalty) | over languages |",
               "|---|---:|---|"]
     for model, m in summary["models"].items():

@@ -4,13 +4,19 @@
 JSON and the 0-based call number and returns one of:
 ``("ok", text)``, ``("status", code)`` / ``("status", code, {"Retry-After": "0"})``,
 ``("sleep", seconds, text)`` (answers late; with a short client timeout this is a
-timeout), ``("garbage",)`` (HTTP 200 with a non-JSON body).
+timeout), ``("garbage",)`` (HTTP 200 with a non-JSON body),
+``("raw", code, headers, body_bytes)`` (exactly these headers and bytes; a
+Content-Length is added unless given), ``("reset",)`` (the connection is closed
+with an RST before any reply) and ``("truncated", text)`` (a valid reply cut in
+the middle of its JSON, with a matching Content-Length).
 Every request is recorded in ``calls`` (thread-safe).
 """
 
 from __future__ import annotations
 
 import json
+import socket
+import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -56,6 +62,22 @@ class ScriptedServer:
                     self._send(action[1], b'{"error": {"message": "scripted"}}', action[2] if len(action) > 2 else {})
                 elif kind == "garbage":
                     self._send(200, b"<html>not json</html>")
+                elif kind == "raw":
+                    _code, headers, data = action[1], dict(action[2]), action[3]
+                    self.send_response(_code)
+                    if not any(k.lower() == "content-length" for k in headers):
+                        headers["Content-Length"] = str(len(data))
+                    for k, v in headers.items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    self.wfile.write(data)
+                elif kind == "reset":
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
+                    self.close_connection = True
+                elif kind == "truncated":
+                    payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": action[1]}}]})
+                    self._send(200, payload[: len(payload) // 2].encode())
                 else:
                     raise ValueError(kind)
 

@@ -78,7 +78,7 @@ def test_language_penalty_zeroes_exactly_wrong_language_answers(tmp_path):
     assert cells["en"]["total_before"] == 9 and cells["en"]["total_after"] == 8 and cells["en"]["n_undetermined"] == 1
     assert summary["scores"]["models"]["m1"]["robustness"] == 1.0
     assert summary["scores"]["seen_languages"] == ["en", "fr", "ru", "zh"]
-    assert "| m1 | fr | 3 | 6 | 5 | 9 | 1 | 0 | 0 |" in (tmp_path / "out" / "summary.md").read_text()
+    assert "| m1 | fr | 3 / 3 | 6 | 5 | 9 | 1 | 0 | 0 |" in (tmp_path / "out" / "summary.md").read_text()
     assert summary["usage"]["requests"] == len(preds)
 
 
@@ -206,7 +206,7 @@ def test_cli_judge_and_lid(tmp_path, capsys):
                    "--set", "concurrency=1", "--no-progress"])
     assert rc == 0
     out = capsys.readouterr().out
-    assert "| m1 | ru | 2 |" in out and json.loads(out.strip().splitlines()[-1])["n"] == 9
+    assert "| m1 | ru | 2 / 2 |" in out and json.loads(out.strip().splitlines()[-1])["n"] == 9
     assert main(["lid", "Ceci est une phrase française assez longue.", "ok"]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [x["language"] for x in lines] == ["fr", "und"]
