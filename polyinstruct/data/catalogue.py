@@ -32,7 +32,7 @@ from polyinstruct.registry import suggest
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "resources" / "catalogue"
 ENV_VAR = "POLYINSTRUCT_CATALOGUE"
 TASK_TYPES = ("multi-task", "task-specific")
-GENERATION = ("human", "self-instruct", "mixed", "collection")
+GENERATION = ("human", "self-instruct", "mixed", "collection", "machine-translated")
 LOCATIONS = ("path", "glob", "hub", "embedded", "combine")
 _FIELDS = LOCATIONS + ("format", "languages", "task_type", "generation", "license", "size", "split", "subset",
                        "description", "tags", "cap")

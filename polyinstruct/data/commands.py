@@ -220,3 +220,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--tokenizer", default=None)
     common(p)
     p.set_defaults(func=cmd_clean)
+
+    # Lazy import: translation needs inference backends, which polyinstruct.data must not import.
+    from polyinstruct.translate.commands import register_translate
+
+    register_translate(sub)
