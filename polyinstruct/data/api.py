@@ -117,7 +117,7 @@ def mix_from_config(config: str | os.PathLike | dict[str, Any], out_dir: str | o
 
 def budget_recipe(out_dir: str | os.PathLike, *, languages: Sequence[str] | None = None,
                   dataset_pattern: str = "polyinstruct-instruct-{lang}", english: str = "en",
-                  downsample_by: str = "tokens", seed: int = 0, tokenizer: Any = None,
+                  downsample_by: str = "examples", seed: int = 0, tokenizer: Any = None,
                   catalogue_paths: Sequence[str | os.PathLike] = ()) -> dict[str, Any]:
     """Build and write the four budget arms (seed 1) from per-language datasets.
 

@@ -191,7 +191,8 @@ def register(subparsers: Any) -> None:
     b.add_argument("--dataset-pattern", default="polyinstruct-instruct-{lang}",
                    help="dataset name or path per language, with {lang}")
     b.add_argument("--english", default="en")
-    b.add_argument("--downsample-by", choices=("tokens", "examples"), default="tokens")
+    b.add_argument("--downsample-by", choices=("examples", "tokens"), default="examples",
+                   help="multi-down arm: a random sample of examples (study 1, default) or of content length")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--tokenizer", default=None)
     common(b, fmt=False, cat=True)

@@ -36,7 +36,8 @@ class ExperimentConfig(BaseModel):
         None, description="language -> dataset name or path of parallel data; default: the embedded data")
     eval_data: dict[str, str] | None = Field(None, description="language -> evaluation prompts; default: embedded")
     examples_per_language: int | None = Field(None, ge=1, description="use only the first N parallel ids")
-    downsample_by: Literal["tokens", "examples"] = "tokens"
+    downsample_by: Literal["examples", "tokens"] = Field(
+        "examples", description="multi-down arm: random sample of examples (study 1) or of content length")
     sizes: list[int] | None = Field(
         None, description="size axis (docs/analysis.md): examples per language at each grid point; every trained "
         "arm runs once per size as cell '<arm>@<size>', the base cell counts as size 0")

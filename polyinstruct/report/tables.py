@@ -77,7 +77,8 @@ def data_budget_table(data: ExperimentData) -> tuple[list[str], list[list[str]]]
     totals = data.data_budget.get("totals") or {}
     unit = data.data_budget.get("unit", "tokens")
     header = ["arm", "examples", f"{unit} (prompt + response)"]
-    return header, [[arm, f"{t['examples']:,}", f"{t['tokens']:,}"] for arm, t in totals.items()]
+    # "length" since budget.json names its unit; "tokens" in files written before that
+    return header, [[arm, f"{t['examples']:,}", f"{t.get('length', t.get('tokens', 0)):,}"] for arm, t in totals.items()]
 
 
 def samples(data: ExperimentData, per_language: int = 1, max_chars: int = 400) -> list[dict[str, Any]]:

@@ -45,13 +45,13 @@ def test_budget_arms_arithmetic(by):
     tot = arm_totals(arms)
     mono = [tot[f"mono-{lang}"] for lang in per]
     assert tot["multi"]["examples"] == 3 * mono[0]["examples"]
-    assert tot["multi"]["tokens"] == sum(m["tokens"] for m in mono)
+    assert tot["multi"]["length"] == sum(m["length"] for m in mono)
     assert sorted(c.id + c.language for c in arms["multi"]) == sorted(c.id + c.language for lang in per for c in per[lang])
     ref = tot["mono-en"]
     if by == "examples":
         assert tot["multi-down"]["examples"] == ref["examples"]
     else:
-        assert abs(tot["multi-down"]["tokens"] - ref["tokens"]) <= 0.02 * ref["tokens"]
+        assert abs(tot["multi-down"]["length"] - ref["length"]) <= 0.02 * ref["length"]
     assert {c.language for c in arms["multi-down"]} == {"en", "fr", "zh"}
     assert arms["en-only"] == per["en"]
     again = build_budget_arms(per, downsample_by=by, seed=3)
@@ -59,6 +59,24 @@ def test_budget_arms_arithmetic(by):
     assert [c.id for c in build_budget_arms(per, downsample_by=by, seed=4)["multi"]] != [c.id for c in arms["multi"]]
     table = arms.format_budget()
     assert "multi-down" in table and "words" in table
+    assert arms.unit == "words" and arms.downsample_by == by
+    assert table.splitlines()[-1].startswith("multi-down: " + ("random sample of 60 examples" if by == "examples"
+                                                              else "random records up to"))
+
+
+def test_budget_json_names_its_unit_and_rule_and_defaults_to_examples(tmp_path):
+    import json
+
+    from polyinstruct.data.recipes import write_budget_arms
+
+    arms = build_budget_arms(synthetic(), seed=1)  # the default: study 1's random sample of examples
+    rep = write_budget_arms(arms, tmp_path, seed=1)
+    saved = json.loads((tmp_path / "budget.json").read_text())
+    assert saved == rep
+    assert saved["downsample_by"] == "examples" and saved["unit"] == "words"
+    assert saved["downsample"].startswith("random sample of 60 examples (the size of en) from 180")
+    assert all("tokens" not in row and "length" in row for row in saved["budget"])
+    assert saved["totals"]["multi-down"]["examples"] == 60
 
 
 def test_budget_recipe_cli_writes_arms(tmp_path, capsys):
