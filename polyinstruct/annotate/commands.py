@@ -8,13 +8,13 @@ import json
 import os
 
 
-def _store(args: argparse.Namespace, *, must_exist: bool = True):
+def _store(args: argparse.Namespace, *, must_exist: bool = True, journal_mode: str = "wal"):
     from polyinstruct.annotate.store import Store
     from polyinstruct.errors import PolyinstructError
 
     if must_exist and not os.path.exists(args.db):
         raise PolyinstructError(f"{args.db}: no annotation database (create it with `polyinstruct annotate import`)")
-    return Store(args.db)
+    return Store(args.db, journal_mode=journal_mode)
 
 
 def _import(args: argparse.Namespace) -> int:
@@ -52,7 +52,7 @@ def _serve(args: argparse.Namespace) -> int:
     from polyinstruct.annotate.app import serve
     from polyinstruct.annotate.engines import load_engine
 
-    store = _store(args)
+    store = _store(args, journal_mode=args.journal_mode)
     engines = {}
     for spec in args.model or []:
         e = load_engine(spec, **({"device": args.device} if args.device else {}))
@@ -128,6 +128,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lease-minutes", type=float, default=30.0,
                    help="an unanswered item goes back to the pool after this long (default 30)")
     p.add_argument("--https-only", action="store_true", help="send the session cookie over HTTPS only")
+    p.add_argument("--journal-mode", default="wal", choices=["wal", "delete"],
+                   help="SQLite journal (default wal; 'delete' only to compare in bench/annotate_load.py)")
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("progress", help="items complete and judgments per annotator")

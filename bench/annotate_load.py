@@ -1,0 +1,215 @@
+"""Bounded load test of ``polyinstruct annotate serve`` on loopback.
+
+20 annotators log in at once and each submits 50 judgments through the real HTML
+forms (GET the next item, POST the judgment); one submission in ten is sent twice,
+like a double click. Afterwards the database is read directly: every acknowledged
+judgment must be there exactly once (0 lost, 0 duplicated), no annotator may have
+seen an item twice and no item may exceed k annotators. Reports p50/p90/p99 latency
+of submitting and of fetching the next item. The peer, measured the same way in the
+same run, is the same app on SQLite's rollback journal (``--journal-mode delete``)
+instead of WAL. The server runs as a subprocess; the last line is one JSON object.
+
+    python bench/annotate_load.py            # 20 annotators x 50 judgments, WAL and peer
+    python bench/annotate_load.py --quick    # 5 annotators x 10 judgments, WAL and peer
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+ITEM_RE = re.compile(r'name="item_id" value="(\d+)"')
+CSRF_RE = re.compile(r'name="csrf-token" content="([^"]+)"')
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentile(xs: list[float], q: float) -> float | None:
+    if not xs:
+        return None
+    xs = sorted(xs)
+    return round(xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))] * 1000, 2)
+
+
+def make_db(path: Path, n_annotators: int, per_annotator: int, k: int, journal_mode: str) -> dict[str, str]:
+    """Two systems' predictions for enough prompts, imported with k annotators per item."""
+    from polyinstruct.annotate.store import Store
+
+    n_items = max(per_annotator + 5, (n_annotators * per_annotator) // k + 20)
+    folder = path.parent
+    for sys_name in ("sys-x", "sys-y"):
+        with open(folder / f"{sys_name}.jsonl", "w", encoding="utf-8") as f:
+            for i in range(n_items):
+                f.write(json.dumps({"id": f"p{i}", "prompt": f"Prompt {i}: explain item {i}.", "language": "en",
+                                    "response": f"{sys_name} answer to {i}. " * 5, "model": sys_name}) + "\n")
+    # Cheap argon2 settings: this bench measures judgments, not password hashing at login.
+    store = Store(path, journal_mode=journal_mode, hasher_params={"time_cost": 1, "memory_cost": 1024, "parallelism": 1})
+    store.import_predictions([str(folder / "sys-x.jsonl"), str(folder / "sys-y.jsonl")], k=k)
+    users = {f"ann{i:02d}": f"password-{i:02d}" for i in range(n_annotators)}
+    for u, pw in users.items():
+        store.add_annotator(u, pw)
+    store.close()
+    return users
+
+
+async def annotator(url: str, name: str, password: str, n: int, deadline: float, rng: random.Random,
+                    stats: dict) -> None:
+    import httpx
+
+    async with httpx.AsyncClient(base_url=url, timeout=60) as c:
+        tok = CSRF_RE.search((await c.get("/login")).text).group(1)
+        r = await c.post("/login", data={"username": name, "password": password, "csrf": tok})
+        if r.status_code != 303 or r.headers.get("location") != "/annotate":
+            stats["errors"].append(f"{name}: login failed ({r.status_code})")
+            return
+        for _ in range(n):
+            if time.time() > deadline:
+                stats["timed_out"] += 1
+                return
+            t0 = time.perf_counter()
+            page = await c.get("/annotate")
+            stats["next_s"].append(time.perf_counter() - t0)
+            m = ITEM_RE.search(page.text)
+            if not m:
+                stats["errors"].append(f"{name}: no item left after {stats['acked'].get(name, 0)}")
+                return
+            item = int(m.group(1))
+            form = {"csrf": CSRF_RE.search(page.text).group(1), "item_id": str(item),
+                    "accept_a": str(rng.randint(0, 1)), "accept_b": str(rng.randint(0, 1)),
+                    "preference": str(rng.randint(-2, 2))}
+            t0 = time.perf_counter()
+            r = await c.post("/annotate", data=form, follow_redirects=False)
+            stats["submit_s"].append(time.perf_counter() - t0)
+            if r.status_code != 303 or not r.headers.get("location", "").endswith("saved=1"):
+                stats["errors"].append(f"{name}: item {item}: {r.status_code} {r.headers.get('location')}")
+                continue
+            stats["acked"].setdefault(name, []).append(item)
+            if rng.random() < 0.1:  # a double click: must not count twice
+                r2 = await c.post("/annotate", data=form, follow_redirects=False)
+                stats["double_submits"] += 1
+                if r2.headers.get("location", "").endswith("saved=dup"):
+                    stats["double_submits_rejected"] += 1
+
+
+async def run_load(url: str, users: dict[str, str], per_annotator: int, max_seconds: float, seed: int) -> dict:
+    stats = {"next_s": [], "submit_s": [], "acked": {}, "errors": [], "timed_out": 0, "double_submits": 0,
+             "double_submits_rejected": 0}
+    deadline = time.time() + max_seconds
+    t0 = time.perf_counter()
+    await asyncio.gather(*(annotator(url, u, pw, per_annotator, deadline, random.Random(f"{seed}:{u}"), stats)
+                           for u, pw in users.items()))
+    stats["wall_s"] = time.perf_counter() - t0
+    return stats
+
+
+async def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    import httpx
+
+    end = time.time() + timeout
+    async with httpx.AsyncClient() as c:
+        while time.time() < end:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
+            try:
+                if (await c.get(url + "/healthz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.2)
+    raise RuntimeError("annotation server did not become ready")
+
+
+def check_db(db: Path, acked: dict[str, list[int]], k: int) -> dict:
+    con = sqlite3.connect(db)
+    rows = con.execute("SELECT annotator, item_id FROM judgments").fetchall()
+    stored = set(rows)
+    acked_pairs = {(a, i) for a, items in acked.items() for i in items}
+    over_k = con.execute("SELECT COUNT(*) FROM (SELECT item_id FROM judgments GROUP BY item_id "
+                         "HAVING COUNT(*) > ?)", (k,)).fetchone()[0]
+    con.close()
+    return {"rows": len(rows), "acknowledged": sum(len(v) for v in acked.values()),
+            "lost": len(acked_pairs - stored), "duplicated": len(rows) - len(stored),
+            "unacknowledged_rows": len(stored - acked_pairs),
+            "annotator_saw_item_twice": sum(len(v) - len(set(v)) for v in acked.values()), "items_over_k": over_k}
+
+
+def one_mode(journal_mode: str, n_ann: int, per: int, k: int, max_seconds: float, seed: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "ann.sqlite"
+        users = make_db(db, n_ann, per, k, journal_mode)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        proc = subprocess.Popen([sys.executable, "-m", "polyinstruct", "annotate", "serve", str(db), "--port",
+                                 str(port), "--journal-mode", journal_mode], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            asyncio.run(wait_ready(url, proc))
+            stats = asyncio.run(run_load(url, users, per, max_seconds, seed))
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        check = check_db(db, stats["acked"], k)
+    n = check["acknowledged"]
+    return {"journal_mode": journal_mode, "annotators": n_ann, "judgments_each": per, "k": k,
+            "expected": n_ann * per, **check, "errors": len(stats["errors"]), "first_errors": stats["errors"][:3],
+            "timed_out": stats["timed_out"], "double_submits": stats["double_submits"],
+            "double_submits_rejected": stats["double_submits_rejected"],
+            "submit_ms": {"p50": percentile(stats["submit_s"], 50), "p90": percentile(stats["submit_s"], 90),
+                          "p99": percentile(stats["submit_s"], 99)},
+            "next_item_ms": {"p50": percentile(stats["next_s"], 50), "p90": percentile(stats["next_s"], 90),
+                             "p99": percentile(stats["next_s"], 99)},
+            "judgments_per_s": round(n / stats["wall_s"], 1) if stats["wall_s"] else None,
+            "wall_s": round(stats["wall_s"], 2)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="5 annotators x 10 judgments")
+    ap.add_argument("--annotators", type=int, default=20)
+    ap.add_argument("--judgments", type=int, default=50, help="judgments per annotator")
+    ap.add_argument("--k", type=int, default=3)
+    ap.add_argument("--max-seconds", type=float, default=240, help="per mode; clients stop after this")
+    ap.add_argument("--no-peer", action="store_true", help="WAL only")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    n_ann, per = (5, 10) if args.quick else (args.annotators, args.judgments)
+    modes = ["wal"] if args.no_peer else ["wal", "delete"]
+    results = {}
+    for mode in modes:
+        r = one_mode(mode, n_ann, per, args.k, args.max_seconds, args.seed)
+        results[mode] = r
+        print(f"{mode:6s} {r['acknowledged']}/{r['expected']} acknowledged, rows {r['rows']}, lost {r['lost']}, "
+              f"duplicated {r['duplicated']}, double submits {r['double_submits_rejected']}/{r['double_submits']} "
+              f"rejected, errors {r['errors']}, submit p50/p90/p99 {r['submit_ms']['p50']}/{r['submit_ms']['p90']}/"
+              f"{r['submit_ms']['p99']} ms, next item p99 {r['next_item_ms']['p99']} ms, "
+              f"{r['judgments_per_s']} judgments/s", flush=True)
+    ok = all(r["lost"] == 0 and r["duplicated"] == 0 and r["acknowledged"] == r["expected"] and r["items_over_k"] == 0
+             and r["annotator_saw_item_twice"] == 0 for r in results.values())
+    print(json.dumps({"bench": "annotate_load", "ok": ok, "cpu_count": os.cpu_count(), **results}))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
