@@ -106,3 +106,13 @@ def test_judge_modules_keep_their_public_functions():
     from polyinstruct.judge import agreement, analyses
     assert analyses.pearson is pearson and agreement.cohen_kappa is cohen_kappa
     assert agreement.pairwise_agreement is pairwise_agreement
+
+
+def test_bootstrap_statistic_uses_the_same_draws_as_bootstrap_mean():
+    import numpy as np
+
+    from polyinstruct.stats import bootstrap_statistic
+    vals = np.array(PI, dtype=float)
+    iv = bootstrap_statistic(len(PI), lambda idx: float(vals[idx].mean()), resamples=5, seed=0)
+    assert (iv.estimate, iv.low, iv.high) == pytest.approx((3.875, 2.7875, 5.375))  # the hand case above
+    assert bootstrap_statistic(0, lambda idx: 0.0).estimate is None

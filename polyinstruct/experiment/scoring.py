@@ -62,12 +62,31 @@ def score_predictions(pred_path: Path, *, identifier, seen_languages: list[str],
             "chrf": chrf(responses, [r.get("reference") or "" for r in items])
             if all(r.get("reference") for r in items) else None,
             "mean_completion_tokens": sum(r.get("completion_tokens", 0) for r in items) / len(items),
+            # Per-prompt outcomes: the report's bootstrap intervals and paired differences between arms.
+            "items": _item_outcomes(items, identifier),
         }
         if judge_summary:
             per = _judge_row(judge_summary, lang)
             if per:
                 row.update(per)
         out.append(row)
+    return out
+
+
+def _item_outcomes(items: list[dict[str, Any]], identifier) -> list[dict[str, Any]]:
+    """One dict per answer: prompt id and 0/1 outcomes named after the row's rates (``lang_match``
+    for ``lang_match_rate``...), computed by the same rules (``language_consistency`` is called
+    with one pseudo-model per answer, so its per-answer verdict is exactly what the rate counts)."""
+    from polyinstruct.judge.scores import language_consistency
+
+    keyed = [{**r, "model": str(i)} for i, r in enumerate(items)]
+    per = language_consistency(keyed, identifier)["models"]
+    out = []
+    for i, r in enumerate(items):
+        (c,) = per[str(i)].values()
+        out.append({"id": str(r.get("id")),
+                    "lang_match": c["match"], "lang_undetermined": c["undetermined"],
+                    "prompt_echo": int(echoes_prompt(r["response"], _last_user(r)))})
     return out
 
 

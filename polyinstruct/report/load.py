@@ -2,7 +2,10 @@
 
 An experiment directory holds ``experiment.yaml``, ``results.jsonl`` (one row
 per cell x language) and one folder per cell under ``cells/`` with
-``run/metrics.jsonl``, ``run/budget.json`` and ``predictions.jsonl``.
+``run/metrics.jsonl``, ``run/budget.json`` and ``predictions.jsonl`` (and, when a judge
+ran, ``judge/judgments.jsonl``). ``provenance.json`` says how the run was made
+(see report/provenance.py). Results rows may carry ``items``: per-prompt 0/1
+outcomes (experiment/scoring.py) from which the report bootstraps its intervals.
 """
 
 from __future__ import annotations
@@ -27,6 +30,15 @@ class ExperimentData:
     budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
     predictions: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # cell -> id -> row
     data_budget: dict[str, Any] = field(default_factory=dict)  # arms/budget.json (recipe token counts)
+    judgments: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # cell -> judge rows
+    provenance: dict[str, Any] = field(default_factory=dict)  # provenance.json ({} when the run predates it)
+
+    def row(self, cell: str, lang: str) -> dict[str, Any] | None:
+        """The results row of one cell and language (None when that cell skipped the language)."""
+        for r in self.results:
+            if r["cell"] == cell and r["language"] == lang:
+                return r
+        return None
 
     @property
     def cells(self) -> list[str]:
@@ -67,4 +79,8 @@ def load_experiment(root: str | Path) -> ExperimentData:
             data.budgets[cell] = json.loads(budget.read_text(encoding="utf-8"))
         data.predictions[cell] = {r["id"] + "|" + str(r.get("language")): r
                                   for r in _read_jsonl(cdir / "predictions.jsonl")}
+        data.judgments[cell] = _read_jsonl(cdir / "judge" / "judgments.jsonl")
+    prov = root / "provenance.json"
+    if prov.exists():
+        data.provenance = json.loads(prov.read_text(encoding="utf-8"))
     return data

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from polyinstruct.fileio import atomic_open
 from polyinstruct.report import plots, tables
 from polyinstruct.report.load import ExperimentData, load_experiment
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans","DejaVu Sans","Noto Sans Bengali","Noto Sans CJK SC","Noto Sans CJK JP","Noto Sans SC","Droid Sans Fallback",sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.6em}h2{margin-top:1.6em;border-bottom:1px solid #ddd;padding-bottom:.2em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
 th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right;vertical-align:top}
@@ -20,23 +24,37 @@ thead th{background:#f3f4f6}
 img{max-width:100%;border:1px solid #eee;margin:.4em 0}
 .sample td{text-align:left;white-space:pre-wrap;max-width:320px}
 .note{color:#555;font-size:.9em}
+table.kv td{text-align:left;word-break:break-all}
+.warn{color:#8a4b00;background:#fff6e5;padding:.4em .6em}
+pre{background:#f6f8fa;padding:.6em;overflow-x:auto;font-size:.85em}
 """
 
 
 def _sections(data: ExperimentData, out_dir: Path) -> list[tuple[str, str, list, list | None, Path | None]]:
     """(title, explanation, header, rows, image) for each section present in the data."""
     out: list = []
-    for key, title, fmt in tables.METRICS:
-        header, rows = tables.metric_table(data, key, fmt)
+    paired_ok: list[str] = []
+    for m in tables.metrics(data):
+        ivs = tables.metric_intervals(data, m)
+        header, rows = tables.metric_table(data, m, ivs)
         if not rows:
             continue
-        scale = 100.0 if key.endswith("_rate") else 1.0
-        img = plots.bar_by_language(data, key, title, out_dir / f"{key}.png", scale=scale)
-        note = "Columns marked * are languages not seen in training."
-        if key == "lang_match_rate":
-            note += (" Language ID of the answer vs the prompt's language; an answer that merely echoes the"
-                     " prompt counts as in the right language, so read it with the echo rate below.")
-        out.append((title, note, header, rows, img))
+        img = plots.bar_by_language(data, m.title, out_dir / f"{m.key}.png", ivs, scale=m.scale,
+                                    is_rate=m.kind == "rate")
+        note = ("Each cell: estimate [95% percentile bootstrap interval, "
+                f"{_resamples(ivs)} resamples, seed 0]; n answers per column (in the header when every arm has"
+                " the same n). Columns marked * are languages not seen in training; pooled columns resample"
+                " the answers of all those languages together.")
+        if m.key == "lang_match_rate":
+            note += (" Language ID of the answer vs the prompt's language; read it with the echo and"
+                     " undetermined rates: an answer that repeats the prompt is in the prompt's language too.")
+        out.append((m.title, note, header, rows, img))
+        dh, drows = tables.difference_table(data, m)
+        if drows:
+            paired_ok.append(m.title)
+            out.append((f"{m.title}: differences between arms", "A - B on the same prompts (paired bootstrap: "
+                        "prompts resampled once per replicate for both arms), 95% interval; * marks an interval"
+                        " that excludes 0.", dh, drows, None))
     header, rows = tables.robustness_table(data)
     if rows:
         out.append(("Language robustness",
@@ -44,8 +62,9 @@ def _sections(data: ExperimentData, out_dir: Path) -> list[tuple[str, str, list,
                     "(mean over seen languages); lower is more robust.", header, rows, None))
     header, rows = tables.data_budget_table(data)
     if rows:
-        out.append(("Training data per arm", "Seed-1 budget arms as built: multi holds N languages' data, "
-                    "multi-down is sampled to the size of one language's data.", header, rows, None))
+        out.append(("Training data per arm", "Study 1's budget arms as built (docs/studies.md): multi holds N "
+                    "languages' data, multi-down is sampled to the size of one language's data, en-only is "
+                    "the English data alone.", header, rows, None))
     header, rows = tables.budget_table(data)
     out.append(("Budget per arm", "Arms compared against each other should cost the same tokens.",
                 header, rows, plots.budget_bars(data, out_dir / "budget.png")))
@@ -53,6 +72,54 @@ def _sections(data: ExperimentData, out_dir: Path) -> list[tuple[str, str, list,
     if img:
         out.append(("Training loss", "Mean cross-entropy per assistant (loss-bearing) token.", [], None, img))
     return out
+
+
+def _resamples(ivs: dict) -> str:
+    rs = {iv.resamples for per in ivs.values() for iv in per.values() if iv is not None}
+    return "/".join(str(r) for r in sorted(rs)) or "-"
+
+
+def _font_note(text: str) -> str | None:
+    """Say so in the report when a script it shows has no font on this machine (boxes otherwise)."""
+    scripts = {"Bengali": ("\u0980", "\u09ff", "Noto Sans Bengali", "fonts-noto-core"),
+               "CJK": ("\u4e00", "\u9fff", "Noto Sans CJK", "fonts-noto-cjk")}
+    missing = []
+    fonts = plots.available_fonts()
+    for name, (lo, hi, family, pkg) in scripts.items():
+        if any(lo <= ch <= hi for ch in text) and not any(f.startswith(family) for f in fonts):
+            missing.append(f"{name} ({family}: apt-get install {pkg})")
+    return ("Fonts missing on the machine that rendered this report, so these scripts may show as boxes in "
+            "the charts: " + "; ".join(missing)) if missing else None
+
+
+def _provenance(data: ExperimentData) -> tuple[str, list[tuple[str, str]], str | None]:
+    """(note, [(what, value)], resolved config as YAML) of the provenance section."""
+    p: dict[str, Any] = data.provenance
+    if not p:
+        return ("No provenance.json in this experiment directory: it was run before polyinstruct recorded "
+                "provenance, so versions, hashes, hardware and wall time are unknown.", [], None)
+    hw = p.get("hardware") or {}
+    git = p.get("git") or {}
+    model = p.get("model") or {}
+    stages = p.get("stage_seconds") or {}
+    rows = [
+        ("date (UTC)", str(p.get("date_utc"))),
+        ("wall time", f"{p.get('wall_time_s')} s (report rendering not included)"),
+        ("where the time went", ", ".join(f"{k} {v:.0f} s" for k, v in stages.items()) or "-"),
+        ("git commit", f"{git.get('commit')}{' (uncommitted changes)' if git.get('dirty') else ''}"),
+        ("model", f"{model.get('name')} at {model.get('path')}"),
+        ("model sha256", str(model.get("sha256"))),
+        ("decoding", ", ".join(f"{k}={v}" for k, v in (p.get("decoding") or {}).items())),
+        ("hardware", f"{hw.get('cpu_count')} CPUs ({hw.get('machine')}), {hw.get('memory_gb')} GB, "
+                     f"GPUs: {', '.join(hw.get('gpus') or []) or 'none'}, torch threads {hw.get('torch_threads', '-')},"
+                     f" load average (1 min) at the end {hw.get('load_average_1m')}"),
+        ("platform", f"{hw.get('platform')}, Python {hw.get('python')}"),
+        ("packages", ", ".join(f"{k} {v}" for k, v in (p.get("packages") or {}).items())),
+    ]
+    rows += [(f"data sha256: {k}", v) for k, v in (p.get("data_sha256") or {}).items()]
+    rows += [(f"not recorded: {k}", v) for k, v in (p.get("missing") or {}).items()]
+    cfg = yaml.safe_dump(p.get("config") or data.config, sort_keys=False, allow_unicode=True)
+    return ("How these numbers were made (provenance.json, written by the run itself).", rows, cfg)
 
 
 def write_report(experiment_dir: str | Path, out_dir: str | Path | None = None) -> Path:
@@ -64,11 +131,16 @@ def write_report(experiment_dir: str | Path, out_dir: str | Path | None = None) 
     sections = _sections(data, out)
     sample_rows = tables.samples(data)
 
+    prov_note, prov_rows, prov_cfg = _provenance(data)
+    font_note = _font_note(json.dumps([data.languages, sample_rows], ensure_ascii=False))
+
     md = [f"# polyinstruct report: {name}", ""]
     model = data.config.get("model")
     if model:
         md += [f"Base model: `{model}`; arms: {', '.join(data.cells)}; "
                f"languages: {', '.join(data.languages)}.", ""]
+    if font_note:
+        md += [f"> {font_note}", ""]
     for title, note, header, rows, img in sections:
         md += [f"## {title}", "", note, ""]
         if rows is not None:
@@ -81,6 +153,11 @@ def write_report(experiment_dir: str | Path, out_dir: str | Path | None = None) 
             md += [f"**[{s['language']}] {s['id']}**: {s['prompt']}", ""]
             for cell, ans in s["answers"].items():
                 md += [f"- *{cell}*: {ans.strip() or '(empty)'}".replace("\n", " "), ""]
+    md += ["## Provenance", "", prov_note, ""]
+    if prov_rows:
+        md += [tables.to_markdown(["what", "value"], [list(r) for r in prov_rows]), ""]
+    if prov_cfg:
+        md += ["Resolved config:", "", "```yaml", prov_cfg.rstrip(), "```", ""]
     with atomic_open(out / "report.md") as f:
         f.write("\n".join(md))
 
@@ -88,6 +165,8 @@ def write_report(experiment_dir: str | Path, out_dir: str | Path | None = None) 
     if model:
         body.append(f"<p>Base model: <code>{html.escape(str(model))}</code>; arms: "
                     f"{html.escape(', '.join(data.cells))}; languages: {html.escape(', '.join(data.languages))}.</p>")
+    if font_note:
+        body.append(f"<p class='warn'>{html.escape(font_note)}</p>")
     for title, note, header, rows, img in sections:
         body.append(f"<h2>{html.escape(title)}</h2><p class='note'>{html.escape(note)}</p>")
         if rows is not None:
@@ -100,11 +179,18 @@ def write_report(experiment_dir: str | Path, out_dir: str | Path | None = None) 
         body.append("<h2>Sample answers</h2><table class='sample'><thead><tr><th>prompt</th>"
                     + "".join(f"<th>{html.escape(c)}</th>" for c in cells) + "</tr></thead><tbody>")
         for s in sample_rows:
-            body.append(f"<tr><td><b>[{html.escape(s['language'])}]</b> {html.escape(s['prompt'])}</td>"
-                        + "".join(f"<td>{html.escape(s['answers'][c].strip() or '(empty)')}</td>" for c in cells)
+            lang = html.escape(s["language"], quote=True)  # lang= lets the browser pick CJK/Bengali glyphs
+            body.append(f"<tr><td lang='{lang}'><b>[{lang}]</b> {html.escape(s['prompt'])}</td>"
+                        + "".join(f"<td lang='{lang}'>{html.escape(s['answers'][c].strip() or '(empty)')}</td>"
+                                  for c in cells)
                         + "</tr>")
         body.append("</tbody></table>")
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>polyinstruct report: "
+    body.append(f"<h2>Provenance</h2><p class='note'>{html.escape(prov_note)}</p>")
+    if prov_rows:
+        body.append(tables.to_html(["what", "value"], [list(r) for r in prov_rows], "kv"))
+    if prov_cfg:
+        body.append(f"<p>Resolved config:</p><pre>{html.escape(prov_cfg)}</pre>")
+    page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>polyinstruct report: "
             f"{html.escape(str(name))}</title><style>{_CSS}</style></head><body>{''.join(body)}</body></html>")
     with atomic_open(out / "report.html") as f:
         f.write(page)

@@ -3,43 +3,103 @@
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 from typing import Any
 
+from polyinstruct.report import uncertainty as U
 from polyinstruct.report.load import ExperimentData
+from polyinstruct.stats import Interval
 
-# Metrics shown in the per-language table, in order: (key in results.jsonl, title, format).
-METRICS = [
-    ("lang_match_rate", "answers in the prompt's language (%)", lambda v: f"{100 * v:.1f}"),
-    ("prompt_echo_rate", "answers that repeat the prompt (%)", lambda v: f"{100 * v:.1f}"),
-    ("chrf", "chrF vs reference", lambda v: f"{v:.1f}"),
-    ("judge_total", "judge total (before LID penalty)", lambda v: f"{v:.0f}"),
-    ("judge_total_penalized", "judge total (after LID penalty)", lambda v: f"{v:.0f}"),
-]
-
-
-def _cell_value(data: ExperimentData, cell: str, lang: str, key: str) -> Any:
-    for r in data.results:
-        if r["cell"] == cell and r["language"] == lang:
-            return r.get(key)
-    return None
+# Titles of the rates scoring writes (any other ``*_rate`` field gets a table under its own name).
+RATE_TITLES = {
+    "lang_match_rate": "answers in the prompt's language (%)",
+    "prompt_echo_rate": "answers that repeat the prompt (%)",
+    "lang_undetermined_rate": "answers whose language is undetermined (%)",
+}
+# Judge fields per answer (judge/judgments.jsonl): (field, title).
+JUDGE_FIELDS = [("score", "judge score per answer (before LID penalty)"),
+                ("final_score", "judge score per answer (after LID penalty)")]
 
 
-def metric_table(data: ExperimentData, key: str, fmt) -> tuple[list[str], list[list[str]]]:
-    """Rows = arms, columns = languages (+ mean over seen and unseen), seed-1 style."""
-    langs = data.languages
+@dataclass
+class Metric:
+    key: str            # results field (rates, chrf) or judgments field (judge)
+    kind: str           # "rate" | "chrf" | "judge"
+    title: str
+    scale: float = 1.0  # 100 for rates shown as %
+
+    def interval(self, data: ExperimentData, cell: str, langs: list[str]) -> Interval | None:
+        if self.kind == "rate":
+            return U.rate_interval(data, cell, langs, self.key)
+        if self.kind == "chrf":
+            return U.chrf_interval(data, cell, langs)
+        return U.judge_interval(data, cell, langs, self.key)
+
+    def difference(self, data: ExperimentData, a: str, b: str, langs: list[str]) -> Interval | None:
+        if self.kind == "rate":
+            return U.paired_rate(data, a, b, langs, self.key)
+        if self.kind == "chrf":
+            return U.paired_chrf(data, a, b, langs)
+        return U.paired_judge(data, a, b, langs, self.key)
+
+
+def metrics(data: ExperimentData) -> list[Metric]:
+    """The metrics this experiment has, in report order."""
+    out = [Metric(k, "rate", RATE_TITLES.get(k, k.replace("_", " ") + " (%)"), 100.0)
+           for k in U.rate_keys(data, list(RATE_TITLES))]
+    if any(r.get("chrf") is not None for r in data.results):
+        out.append(Metric("chrf", "chrf", "chrF vs reference"))
+    if any(data.judgments.values()):
+        out += [Metric(f, "judge", t) for f, t in JUDGE_FIELDS]
+    return out
+
+
+def metric_intervals(data: ExperimentData, m: Metric) -> dict[str, dict[str, Interval | None]]:
+    """cell -> column label -> interval (columns from ``uncertainty.column_languages``)."""
+    cols = U.column_languages(data)
+    return {cell: {label: m.interval(data, cell, langs) for label, langs in cols} for cell in data.cells}
+
+
+def metric_table(data: ExperimentData, m: Metric,
+                 intervals: dict[str, dict[str, Interval | None]] | None = None) -> tuple[list[str], list[list[str]]]:
+    """Rows = arms, columns = languages then pooled seen/unseen; each cell ``estimate [95% CI]``.
+
+    n goes into the column header when every arm has the same n there, else into each cell.
+    """
+    ivs = intervals or metric_intervals(data, m)
+    cols = U.column_languages(data)
     seen = {r["language"]: r.get("seen", True) for r in data.results}
-    header = ["arm"] + [f"{lang}{'' if seen.get(lang, True) else '*'}" for lang in langs] + ["mean seen", "mean unseen"]
+    header, per_cell_n = ["arm"], {}
+    for label, _ in cols:
+        ns = {iv.n for c in data.cells if (iv := ivs[c][label]) is not None}
+        per_cell_n[label] = len(ns) > 1
+        name = f"{label}{'' if seen.get(label, True) else '*'}"
+        header.append(f"{name} (n={ns.pop()})" if len(ns) == 1 else name)
     rows = []
+    digits = 1
     for cell in data.cells:
-        vals = [_cell_value(data, cell, lang, key) for lang in langs]
-        if all(v is None for v in vals):
+        if all(ivs[cell][label] is None for label, _ in cols):
             continue
-        seen_vals = [v for lang, v in zip(langs, vals) if v is not None and seen.get(lang, True)]
-        unseen_vals = [v for lang, v in zip(langs, vals) if v is not None and not seen.get(lang, True)]
-        row = [cell] + ["-" if v is None else fmt(v) for v in vals]
-        row.append(fmt(sum(seen_vals) / len(seen_vals)) if seen_vals else "-")
-        row.append(fmt(sum(unseen_vals) / len(unseen_vals)) if unseen_vals else "-")
-        rows.append(row)
+        rows.append([cell] + [U.fmt_interval(ivs[cell][label], m.scale, digits, per_cell_n[label])
+                              for label, _ in cols])
+    return header, rows
+
+
+def arm_pairs(cells: list[str]) -> list[tuple[str, str]]:
+    """(a, b) for every later arm a and earlier arm b: differences read ``a - b``."""
+    return [(cells[j], cells[i]) for i in range(len(cells)) for j in range(i + 1, len(cells))]
+
+
+def difference_table(data: ExperimentData, m: Metric) -> tuple[list[str], list[list[str]]]:
+    """Paired differences between arms on the same prompts, ``*`` where the 95% interval excludes 0."""
+    cols = U.column_languages(data)
+    header = ["difference"] + [label for label, _ in cols]
+    rows = []
+    for a, b in arm_pairs(data.cells):
+        cells = [m.difference(data, a, b, langs) for _, langs in cols]
+        if all(c is None for c in cells):
+            continue
+        rows.append([f"{a} - {b}"] + [U.fmt_difference(c, m.scale) for c in cells])
     return header, rows
 
 
@@ -110,7 +170,8 @@ def to_markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def to_html(header: list[str], rows: list[list[str]]) -> str:
+def to_html(header: list[str], rows: list[list[str]], css_class: str | None = None) -> str:
     th = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     trs = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
+    cls = f" class='{css_class}'" if css_class else ""
+    return f"<table{cls}><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"

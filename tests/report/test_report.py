@@ -2,66 +2,159 @@
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
+import time
+import warnings
 from pathlib import Path
 
 import pytest
 
 from polyinstruct.fileio import write_json, write_jsonl
-from polyinstruct.report import write_report
+from polyinstruct.report import plots, write_report
 from polyinstruct.report.load import load_experiment
-from polyinstruct.report.tables import metric_table
+from polyinstruct.report.provenance import write_provenance
+from polyinstruct.report.tables import difference_table, metric_intervals, metric_table, metrics
 
 
-def _fake_experiment(root: Path) -> Path:
-    langs = [("en", True), ("fr", True), ("bn", False)]
+# Per-prompt language matches (4 prompts per language) chosen so the intervals can be worked out by hand.
+MATCH = {"base": [1, 0, 0, 0], "multi": [1, 1, 1, 0]}
+PROMPTS = {"en": "How do I boil an egg?", "fr": "Comment cuire un œuf ?",
+           "bn": "আমি কীভাবে একটি ডিম সেদ্ধ করব?", "zh": "我怎样煮鸡蛋？"}
+
+
+def _fake_experiment(root: Path, langs=(("en", True), ("fr", True), ("bn", False)), provenance: bool = True) -> Path:
     rows = []
-    for cell, rate in (("base", 0.25), ("multi", 0.75)):
+    for cell in ("base", "multi"):
+        preds, judged = [], []
         for lang, seen in langs:
+            items = [{"id": f"eval-0{i}.{lang}", "lang_match": m, "lang_undetermined": 0, "prompt_echo": 0}
+                     for i, m in enumerate(MATCH[cell], 1)]
+            rate = sum(MATCH[cell]) / 4
             rows.append({"cell": cell, "arm": cell, "language": lang, "seen": seen, "n": 4,
-                         "lang_match_rate": rate, "chrf": 10.0 + rate * 20,
+                         "lang_match_rate": rate, "lang_undetermined_rate": 0.0, "prompt_echo_rate": 0.0,
+                         "chrf": 10.0 + rate * 20, "items": items,
                          "judge_total": 8.0, "judge_total_penalized": 8.0 * rate, "judge_max": 12})
+            for i, m in enumerate(MATCH[cell], 1):
+                preds.append({"id": f"eval-0{i}.{lang}", "language": lang,
+                              "messages": [{"role": "user", "content": PROMPTS.get(lang, f"Q<{lang}>")}],
+                              "response": f"{cell} answer {i} in {lang} " + PROMPTS.get(lang, ""),
+                              "reference": f"reference answer {i} " + PROMPTS.get(lang, "")})
+                judged.append({"id": f"eval-0{i}.{lang}", "language": lang, "score": 2.0 + m,
+                               "final_score": (2.0 + m) * m})
         cdir = root / "cells" / cell
-        preds = [{"id": f"eval-01.{lang}", "language": lang, "messages": [{"role": "user", "content": f"Q<{lang}>"}],
-                  "response": f"{cell} answer in {lang}", "reference": "ref"} for lang, _ in langs]
         write_jsonl(cdir / "predictions.jsonl", preds)
+        write_jsonl(cdir / "judge" / "judgments.jsonl", judged)
         if cell != "base":
             write_jsonl(cdir / "run" / "metrics.jsonl", [{"step": s, "loss": 3.0 / s} for s in range(1, 6)]
                         + [{"step": 5, "val_loss": 0.9}])
             write_json(cdir / "run" / "budget.json", {"tokens_seen": 1234, "loss_tokens": 600, "steps": 5,
                                                       "wall_time_s": 3.2, "flops_estimate": 1.5e9})
     write_jsonl(root / "results.jsonl", rows)
-    (root / "experiment.yaml").write_text("name: unit\nmodel: tiny\n", encoding="utf-8")
+    (root / "experiment.yaml").write_text("name: unit\nmodel: tiny\neval:\n  decoding: greedy\n", encoding="utf-8")
+    if provenance:
+        write_provenance(root, {"name": "unit", "model": "tiny", "eval": {"decoding": "greedy", "max_new_tokens": 8}},
+                         model_path=None, started_at=time.time() - 12.5, stage_seconds={"train": 7.0, "predict": 5.5})
     return root
 
 
-def test_metric_table_has_one_row_per_arm_and_means_split_by_seen(tmp_path):
+def test_rate_table_shows_estimate_interval_and_n(tmp_path):
     data = load_experiment(_fake_experiment(tmp_path))
-    header, rows = metric_table(data, "lang_match_rate", lambda v: f"{100 * v:.1f}")
-    assert header == ["arm", "en", "fr", "bn*", "mean seen", "mean unseen"]
-    assert rows == [["base", "25.0", "25.0", "25.0", "25.0", "25.0"],
-                    ["multi", "75.0", "75.0", "75.0", "75.0", "75.0"]]
+    m = next(m for m in metrics(data) if m.key == "lang_match_rate")
+    header, rows = metric_table(data, m)
+    assert header == ["arm", "en (n=4)", "fr (n=4)", "bn* (n=4)", "seen (pooled) (n=8)", "unseen (pooled) (n=4)"]
+    # multi: 3 of 4 -> a replicate's count is Binomial(4, .75), cumulative .004, .051, .26, .68, 1:
+    # the 2.5% quantile is 1/4, the 97.5% quantile 4/4 (see tests/test_stats.py).
+    assert rows[1][:2] == ["multi", "75.0 [25.0, 100.0]"]
+    # base: 1 of 4 -> mirror image [0, 75]
+    assert rows[0][:2] == ["base", "25.0 [0.0, 75.0]"]
+    # fields scoring adds are shown without a report change; judge scores per answer too
+    keys = [m.key for m in metrics(data)]
+    assert keys[:3] == ["lang_match_rate", "prompt_echo_rate", "lang_undetermined_rate"]
+    assert "chrf" in keys and "final_score" in keys
 
 
-def test_report_md_and_html_contain_tables_plots_and_samples(tmp_path):
+def test_paired_difference_between_arms_hand_computed(tmp_path):
+    data = load_experiment(_fake_experiment(tmp_path))
+    m = next(m for m in metrics(data) if m.key == "lang_match_rate")
+    header, rows = difference_table(data, m)
+    assert header[0] == "difference" and rows[0][0] == "multi - base"
+    # per prompt multi - base = [0, 1, 1, 0]: mean .5; replicate means k/4 with P(k=0) = 1/16 > 2.5%,
+    # so the interval [0, 100] touches 0 and carries no mark.
+    assert rows[0][1] == "+50.0 [+0.0, +100.0]"
+    # pooled seen (en + fr, 8 pairs, 4 ones): P(0 ones) = 1/256 < 2.5% -> low end above 0 -> marked
+    seen = rows[0][header.index("seen (pooled)")]
+    assert seen.endswith(" *") and seen.startswith("+50.0 [")
+    # judge after the LID penalty: multi (3,3,3,0) vs base (3,0,0,0) per prompt
+    jm = next(m for m in metrics(data) if m.key == "final_score")
+    _, jrows = difference_table(data, jm)
+    assert jrows[0][1].startswith("+1.5 [")
+
+
+def test_rows_without_items_get_intervals_but_no_paired_difference(tmp_path):
+    root = _fake_experiment(tmp_path)
+    rows = [{k: v for k, v in r.items() if k != "items"} for r in load_experiment(root).results]
+    write_jsonl(root / "results.jsonl", rows)
+    data = load_experiment(root)
+    m = next(m for m in metrics(data) if m.key == "lang_match_rate")
+    assert metric_table(data, m)[1][1][:2] == ["multi", "75.0 [25.0, 100.0]"]  # same interval from rate and n
+    assert difference_table(data, m)[1] == []
+
+
+def test_rate_chart_has_error_bars_and_starts_at_zero(tmp_path):
+    data = load_experiment(_fake_experiment(tmp_path))
+    m = next(m for m in metrics(data) if m.key == "lang_match_rate")
+    fig = plots.bar_figure(data, m.title, metric_intervals(data, m), scale=100, is_rate=True)
+    ax = fig.axes[0]
+    assert ax.get_ylim() == (0.0, 100.0)
+    assert len(ax.containers) >= 2 and any(getattr(c, "has_yerr", False) for c in ax.containers)
+
+
+def test_report_md_and_html_contain_tables_plots_samples_and_provenance(tmp_path):
     root = _fake_experiment(tmp_path)
     html_path = write_report(root)
     html = html_path.read_text(encoding="utf-8")
     md = (root / "report" / "report.md").read_text(encoding="utf-8")
-    # every section is present, in both renderings
-    for title in ("answers in the prompt's language (%)", "chrF vs reference", "Language robustness",
-                  "Budget per arm", "Training loss", "Sample answers"):
+    for title in ("answers in the prompt's language (%)", "differences between arms", "chrF vs reference",
+                  "judge score per answer (after LID penalty)", "Language robustness", "Budget per arm",
+                  "Training loss", "Sample answers", "Provenance"):
         assert title in md and title.replace("'", "&#x27;") in html
+    assert "95% percentile bootstrap interval" in md
     # robustness = judge total before minus after penalty, mean over seen languages: 8 - 2 = 6 for base
     assert "| base | 6.00 | 12 |" in md
-    # images are inlined (self-contained html) and also written as PNG files
+    # provenance: wall time, stage times, versions, git and the resolved config
+    assert "| wall time | 12.5 s" in md and "train 7 s, predict 6 s" in md
+    assert "| packages | polyinstruct " in md and "torch " in md and "git commit" in md
+    assert "```yaml\nname: unit" in md
     images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html)
     assert len(images) >= 4
     assert (root / "report" / "loss.png").stat().st_size > 1000
-    assert "multi answer in fr" in html
+    assert "multi answer 1 in fr" in html and "lang='bn'" in html
+
+
+def test_report_says_when_provenance_or_fonts_are_missing(tmp_path, monkeypatch):
+    root = _fake_experiment(tmp_path, provenance=False)
+    monkeypatch.setattr(plots, "available_fonts", lambda: ["DejaVu Sans"])
+    md = (write_report(root).parent / "report.md").read_text(encoding="utf-8")
+    assert "No provenance.json" in md
+    assert "Fonts missing" in md and "Bengali (Noto Sans Bengali: apt-get install fonts-noto-core)" in md
+
+
+def test_charts_render_bengali_and_cjk_without_missing_glyphs(tmp_path):
+    fonts = plots.available_fonts()
+    if not any(f.startswith("Noto Sans Bengali") for f in fonts) or not any("CJK" in f for f in fonts):
+        pytest.skip("Noto Bengali/CJK fonts not installed (.ci/run installs fonts-noto-core fonts-noto-cjk)")
+    text = PROMPTS["bn"] + " " + PROMPTS["zh"]
+    assert {"Noto Sans Bengali", "Noto Sans CJK SC"} <= set(plots.fonts_for(text))
+    assert not any("CJK" in f or "Bengali" in f for f in plots.fonts_for("en fr ru Привет"))
+    plt = plots._plt(text)
+    fig, ax = plt.subplots()
+    ax.set_title(text)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns "Glyph ... missing from font(s)" for boxes
+        fig.savefig(tmp_path / "glyphs.png")
+    plt.close(fig)
 
 
 @pytest.mark.slow
@@ -69,7 +162,8 @@ def test_report_renders_in_headless_chromium(tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if not chromium:
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    html_path = write_report(_fake_experiment(tmp_path))
+    langs = (("en", True), ("zh", True), ("bn", False))  # CJK and Bengali text must render (fonts)
+    html_path = write_report(_fake_experiment(tmp_path, langs=langs))
     shot = tmp_path / "shot.png"
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
