@@ -18,6 +18,23 @@ from polyinstruct.errors import ConfigError
 M = TypeVar("M")
 
 
+CACHE_ENV = "POLYINSTRUCT_CACHE_DIR"
+_OLD_CACHE_ENVS = {"POLYINSTRUCT_CACHE": "", "POLYINSTRUCT_JUDGE_CACHE": "judge"}
+
+
+def cache_dir(*parts: str) -> Path:
+    """polyinstruct's one cache folder, ``$POLYINSTRUCT_CACHE_DIR`` (default
+    ``~/.cache/polyinstruct``), or a subfolder of it: ``models/NAME`` for prepared checkpoints,
+    ``judge/`` for judgments. The older variables are refused with the new name, rather than
+    silently ignored (a judge cache that moves costs its API calls again)."""
+    for old, sub in _OLD_CACHE_ENVS.items():
+        if os.environ.get(old) and not os.environ.get(CACHE_ENV):
+            hint = f"{CACHE_ENV}=<folder> (the judge cache goes to its {sub}/ subfolder)" if sub else f"{CACHE_ENV}"
+            raise ConfigError(f"${old} is no longer read: polyinstruct has one cache variable; set {hint}")
+    base = os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "polyinstruct")
+    return Path(base, *parts)
+
+
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():

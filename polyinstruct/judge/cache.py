@@ -29,8 +29,9 @@ def judgment_key(judge_model: str, template: str, version: int, variant: str,
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("POLYINSTRUCT_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "polyinstruct")
-    return Path(base) / "judge"
+    from polyinstruct.config import cache_dir
+
+    return cache_dir("judge")
 
 
 class JudgmentCache:

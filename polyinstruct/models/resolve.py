@@ -14,8 +14,11 @@ from polyinstruct.errors import PolyinstructError
 
 
 def default_cache_dir() -> Path:
-    """Where prepared checkpoints live: $POLYINSTRUCT_CACHE or ~/.cache/polyinstruct."""
-    return Path(os.environ.get("POLYINSTRUCT_CACHE", Path.home() / ".cache" / "polyinstruct"))
+    """The cache root; prepared checkpoints live in its ``models/`` ($POLYINSTRUCT_CACHE_DIR,
+    default ~/.cache/polyinstruct; see polyinstruct.config.cache_dir)."""
+    from polyinstruct.config import cache_dir
+
+    return cache_dir()
 
 
 def resolve_model_path(name_or_path: str | os.PathLike, *, prepare: bool = True) -> str:

