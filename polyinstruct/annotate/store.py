@@ -308,9 +308,14 @@ class Store:
             if a is None:
                 raise StoreError(f"item {item_id} is not assigned to {annotator!r} (an idle assignment is "
                                  "released after a while; reload to get the next item)")
-            item = con.execute("SELECT output_x, output_y FROM items WHERE id=?", (item_id,)).fetchone()
+            item = con.execute("SELECT output_x, output_y, k FROM items WHERE id=?", (item_id,)).fetchone()
             if item["output_x"] is None or item["output_y"] is None:
                 raise StoreError(f"item {item_id} is not complete yet (both outputs are needed)")
+            mine = con.execute("SELECT 1 FROM judgments WHERE item_id=? AND annotator=?", (item_id, annotator)).fetchone()
+            n = con.execute("SELECT COUNT(*) FROM judgments WHERE item_id=?", (item_id,)).fetchone()[0]
+            if not mine and n >= item["k"]:
+                raise StoreError(f"item {item_id} already has its {item['k']} judgments (it went to someone else "
+                                 "after your assignment expired); reload for the next item")
             cur = con.execute(
                 "INSERT OR IGNORE INTO judgments (item_id, annotator, accept_a, accept_b, preference, comment, "
                 "seconds, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from polyinstruct.annotate.app import create_app
-from polyinstruct.annotate.engines import Engine
+from polyinstruct.annotate.engines import Engine, params_from
 from polyinstruct.cli import build_parser
 from tests.annotate.conftest import PASSWORDS, ScriptedBackend
 
@@ -144,3 +144,19 @@ def test_engine_spec_errors(spec):
 
     with pytest.raises(ConfigError, match="NAME=RUN_DIR"):
         load_engine(spec)
+
+
+@pytest.mark.slow
+def test_chat_with_a_local_run_dir_streams_from_the_model(store, tiny_model_dir):
+    from polyinstruct.annotate.engines import load_engine
+
+    engine = load_engine(f"tiny={tiny_model_dir}", device="cpu", template="tulu")
+    c, tok = logged_in(create_app(store, {"tiny": engine}))
+    r = c.post("/api/chat", json={"engine": "tiny", "messages": [{"role": "user", "content": "Привет"}],
+                                  "settings": {"max_tokens": 6, "temperature": 0}}, headers={"X-CSRF-Token": tok})
+    events = [json.loads(line) for line in r.text.splitlines()]
+    assert events[-1] == {"done": True}, events
+    pieces = [e["text"] for e in events if "text" in e]
+    params = params_from({"max_tokens": 6, "temperature": 0})
+    expected = engine.backend.generate([[{"role": "user", "content": "Привет"}]], params)[0].text
+    assert "".join(pieces) == expected  # greedy: the stream adds up to the model's own answer

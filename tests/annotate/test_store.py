@@ -170,3 +170,22 @@ def test_agreement_table_by_hand():
     assert t["acceptability"]["items_with_2plus"] == 8
     md = to_markdown(t)
     assert "| acceptability | 0.750 |" in md and "ties count half" in md
+
+
+def test_an_unanswered_item_goes_back_to_the_pool_after_its_lease(tmp_path):
+    store = Store(tmp_path / "db.sqlite", hasher_params=FAST_HASH)
+    store.import_predictions(write_predictions(tmp_path), k=1)
+    for n in ("alice", "bob"):
+        store.add_annotator(n, "password-" + n)
+    held = store.next_item("alice")
+    assert store.next_item("alice").id == held.id  # a reload shows the same item
+    others = _judge_all(store, "bob", lambda it: {"accept_a": 1, "accept_b": 1, "preference": 0})
+    assert held.id not in others and len(others) == len(PROMPTS) - 1  # alice's open item holds its only slot
+    con = sqlite3.connect(store.path)
+    con.execute("UPDATE assignments SET assigned = assigned - 7200 WHERE annotator='alice'")  # idle for 2 hours
+    con.commit()
+    assert store.next_item("bob").id == held.id  # the slot is free again
+    assert store.submit("bob", held.id, accept_a=0, accept_b=1, preference=1)
+    with pytest.raises(StoreError, match="already has its 1 judgments"):  # never more than k
+        store.submit("alice", held.id, accept_a=1, accept_b=1, preference=0)
+    assert store.next_item("alice") is None and store.progress()["items_complete"] == len(PROMPTS)
