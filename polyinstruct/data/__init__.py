@@ -26,12 +26,15 @@ def is_path_like(name: str | os.PathLike) -> bool:
     return any(ch in s for ch in "*?[") and bool(_glob.glob(s))
 
 
-def load_dataset(name_or_path: str | os.PathLike, catalogue: Any = None, **read_kwargs: Any) -> Iterator[Conversation]:
+def load_dataset(name_or_path: str | os.PathLike, catalogue: Any = None, *, tokenizer: Any = None,
+                 **read_kwargs: Any) -> Iterator[Conversation]:
     """Stream a dataset by catalogue name or path.
 
     Paths win over names. ``read_kwargs`` go to ``formats.read_records``
     (``format``, ``on_error``, ``rejects_path``, ``source``, ``language``). An
     unknown name raises ``UnknownNameError`` with the nearest names.
+    ``tokenizer`` (a tokenizer object or path) is what catalogue mixtures count
+    ``chunk_tokens`` in (Tulu's ShareGPT chunks); training passes its own.
     """
     from polyinstruct.data.catalogue import load_catalogue
     from polyinstruct.data.formats import read_records
@@ -42,4 +45,4 @@ def load_dataset(name_or_path: str | os.PathLike, catalogue: Any = None, **read_
     cat = catalogue if catalogue is not None else load_catalogue()
     if isinstance(catalogue, (list, tuple)):
         cat = load_catalogue(catalogue)
-    return cat.open(str(name_or_path), **read_kwargs)
+    return cat.open(str(name_or_path), tokenizer=tokenizer, **read_kwargs)

@@ -16,9 +16,11 @@ type is a located error, never converted (see ``data.validate``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -191,7 +193,8 @@ def convert_alpaca(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def convert_dolly(row: dict[str, Any]) -> dict[str, Any]:
-    user = _user(_req(row, "instruction"), _opt_str(row, "context"))
+    # Dolly's "context"; GPTeacher and others write the same columns with Alpaca's "input"
+    user = _user(_req(row, "instruction"), _opt_str(row, "context") or _opt_str(row, "input"))
     rec: dict[str, Any] = {"messages": [user, {"role": "assistant", "content": _req(row, "response")}]}
     tags = _tag(row, "category")
     if tags:
@@ -200,7 +203,10 @@ def convert_dolly(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def convert_prompt_completion(row: dict[str, Any]) -> dict[str, Any]:
-    """TRL's prompt/completion pairs, plain strings or conversational lists."""
+    """TRL's prompt/completion pairs, plain strings or conversational lists (``response`` is read as
+    ``completion`` when there is none: GPT4All's prompt/response)."""
+    if "completion" not in row and "response" in row:
+        row = {**row, "completion": row["response"]}
     prompt, completion = row.get("prompt"), row.get("completion")
     if prompt is None:
         raise RecordError("missing-field", "missing field 'prompt'", field="prompt")
@@ -224,6 +230,42 @@ def convert_flan(row: dict[str, Any]) -> dict[str, Any]:
     return rec
 
 
+_COT_FIELDS = {"question": ("question", "source"), "rationale": ("rationale", "chain_of_thought"),
+               "answer": ("answer", "target")}
+_COT_SLOT = re.compile(r"\{(question|rationale|answer)\}")
+_cot_templates: list[dict[str, str]] = []
+
+
+def cot_templates() -> list[dict[str, str]]:
+    """The FLAN-style chain-of-thought templates (``resources/formats/cot_templates.yaml``)."""
+    if not _cot_templates:
+        from polyinstruct.yamlio import load_yaml
+
+        data = load_yaml(Path(__file__).resolve().parent.parent / "resources" / "formats" / "cot_templates.yaml")
+        _cot_templates.extend(data["templates"])
+    return _cot_templates
+
+
+def convert_cot(row: dict[str, Any]) -> dict[str, Any]:
+    """A reasoning example (question/rationale/answer; CoT-Collection's source/rationale/target) rendered
+    with a FLAN-style CoT template: the prompt asks to reason, the response reasons, then answers."""
+    values = {}
+    for slot, names in _COT_FIELDS.items():
+        name = next((n for n in names if n in row), names[0])
+        values[slot] = _req(row, name).strip()
+    templates = cot_templates()
+    key = str(row.get("id") if row.get("id") not in (None, "") else values["question"])
+    k = int(hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest(), 16) % len(templates)
+    fill = lambda fmt: _COT_SLOT.sub(lambda m: values[m.group(1)], fmt)  # noqa: E731 - one pass: data braces stay
+    rec: dict[str, Any] = {"messages": [{"role": "user", "content": fill(templates[k]["prompt"])},
+                                        {"role": "assistant", "content": fill(templates[k]["response"])}],
+                           "meta": {"cot_template": k}}
+    tags = _tag(row, "task", "task_name")
+    if tags:
+        rec["tags"] = tags
+    return rec
+
+
 def _oasst_placeholder(row: dict[str, Any]) -> list[dict[str, Any]]:  # handled statefully in read_records
     raise RecordError("internal", "OASST rows are converted by read_records")
 
@@ -242,9 +284,13 @@ FORMATS.register("alpaca", Format("alpaca", lambda r: "instruction" in r and "ou
 FORMATS.register("flan", Format("flan", lambda r: "inputs" in r and "targets" in r, convert_flan,
                                 "FLAN-style inputs/targets"))
 FORMATS.register("prompt_completion", Format("prompt_completion", lambda r: "prompt" in r and "completion" in r,
-                                             convert_prompt_completion, "prompt/completion pairs (TRL)"))
+                                             convert_prompt_completion, "prompt/completion pairs (TRL); also "
+                                             "prompt/response"))
+FORMATS.register("cot", Format("cot", lambda r: "rationale" in r and ("question" in r or "source" in r),
+                               convert_cot, "reasoning examples question|source / rationale / answer|target, "
+                               "rendered with FLAN-style CoT templates"))
 # Detection order: most specific first.
-DETECT_ORDER = ("messages", "sharegpt", "oasst1", "dolly", "alpaca", "flan", "prompt_completion")
+DETECT_ORDER = ("messages", "sharegpt", "oasst1", "dolly", "alpaca", "flan", "cot", "prompt_completion")
 ALIASES = {"openai": "messages", "canonical": "messages", "oasst": "oasst1", "prompt-completion": "prompt_completion"}
 
 

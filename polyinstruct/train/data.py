@@ -22,14 +22,18 @@ from polyinstruct.train.config import TrainConfig
 log = logging.getLogger(__name__)
 
 
-def iter_conversations(spec: str) -> Iterator[Conversation]:
-    """Conversations from a catalogue name or a file in any format ``polyinstruct.data`` reads."""
+def iter_conversations(spec: str, tokenizer=None) -> Iterator[Conversation]:
+    """Conversations from a catalogue name or a file in any format ``polyinstruct.data`` reads.
+
+    ``tokenizer`` is the training tokenizer: catalogue mixtures count their
+    ``chunk_tokens`` (Tulu's 2,048-token ShareGPT chunks) in it.
+    """
     from polyinstruct.data import load_dataset
 
-    yield from load_dataset(spec)
+    yield from load_dataset(spec, tokenizer=tokenizer)
 
 
-def content_hash(spec: str) -> str:
+def content_hash(spec: str, tokenizer=None) -> str:
     """sha256 of a dataset file, or of its records when it is a catalogue name."""
     h = hashlib.sha256()
     p = Path(spec)
@@ -38,7 +42,7 @@ def content_hash(spec: str) -> str:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
     else:
-        for c in iter_conversations(spec):
+        for c in iter_conversations(spec, tokenizer):
             h.update(json.dumps(c.to_dict(), sort_keys=True, ensure_ascii=False).encode())
     return h.hexdigest()
 
@@ -84,11 +88,11 @@ def load_examples(cfg: TrainConfig, tokenizer, template) -> tuple[list[dict], li
     def read(which: str) -> list[Conversation]:
         convs: list[Conversation] = []
         for name, spec in cfg.named_data(which):
-            got = list(iter_conversations(spec))
+            got = list(iter_conversations(spec, tokenizer))
             for c in got:
                 c.source = c.source or name
             manifest.append({"split": "train" if which == "data" else "validation", "name": name,
-                             "spec": spec, "sha256": content_hash(spec), "conversations": len(got)})
+                             "spec": spec, "sha256": content_hash(spec, tokenizer), "conversations": len(got)})
             convs.extend(got)
         return convs
 

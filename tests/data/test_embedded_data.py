@@ -72,12 +72,12 @@ def test_budget_arithmetic_on_embedded_data(instructions, by):
     arms = build_budget_arms(instructions, downsample_by=by, seed=0)
     tot = arm_totals(arms)
     n = len(LANGS)
-    mono_tokens = [tot[f"mono-{lang}"]["tokens"] for lang in LANGS]
+    mono_length = [tot[f"mono-{lang}"]["length"] for lang in LANGS]
     assert tot["multi"]["examples"] == n * tot["mono-en"]["examples"]
-    assert tot["multi"]["tokens"] == sum(mono_tokens)  # = N x the mean monolingual arm
+    assert tot["multi"]["length"] == sum(mono_length)  # = N x the mean monolingual arm
     ref = tot["mono-en"]
     if by == "tokens":
-        assert abs(tot["multi-down"]["tokens"] - ref["tokens"]) <= 0.02 * ref["tokens"]
+        assert abs(tot["multi-down"]["length"] - ref["length"]) <= 0.02 * ref["length"]
     else:
         assert tot["multi-down"]["examples"] == ref["examples"]
     assert tot["en-only"] == ref
