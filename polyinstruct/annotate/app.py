@@ -197,7 +197,8 @@ def create_app(store: Store, engines: dict[str, Engine] | None = None, *, lease_
             stored = await run_in_threadpool(lambda: store.submit(name, item_id, comment=str(form.get("comment") or ""),
                                                                   **values))
         except (StoreError, ValueError) as e:
-            return await run_in_threadpool(lambda: annotate_page(request, name, error=f"Not saved: {e}", status=400))
+            message = f"Not saved: {e}"
+            return await run_in_threadpool(lambda: annotate_page(request, name, error=message, status=400))
         return RedirectResponse(f"/annotate?saved={'1' if stored else 'dup'}", status_code=303)
 
     @app.get("/admin", response_class=HTMLResponse)
@@ -300,10 +301,9 @@ def create_app(store: Store, engines: dict[str, Engine] | None = None, *, lease_
         try:
             body = await json_body(request)
             if side == "vote":
-                stored = await run_in_threadpool(lambda: store.submit(name, round_id, accept_a=int(body.get("accept_a", -1)),
-                                      accept_b=int(body.get("accept_b", -1)),
-                                      preference=int(body.get("preference", 99)),
-                                                                      comment=body.get("comment")))
+                vote = {"accept_a": int(body.get("accept_a", -1)), "accept_b": int(body.get("accept_b", -1)),
+                        "preference": int(body.get("preference", 99)), "comment": str(body.get("comment") or "")}
+                stored = await run_in_threadpool(lambda: store.submit(name, round_id, **vote))
                 return {"stored": stored}
             if side not in ("a", "b"):
                 raise ConfigError("side must be a, b or vote", field="side")

@@ -91,7 +91,7 @@ def chromium_path():
     if not exe:
         pytest.skip("no chromium on this machine (.ci/run installs Debian's chromium with apt-get)")
     try:
-        import playwright  # noqa: F401
+        import playwright.sync_api  # noqa: F401
     except ImportError:
         pytest.skip("playwright is not installed (pip install 'polyinstruct[test]')")
     return exe

@@ -189,3 +189,29 @@ def test_an_unanswered_item_goes_back_to_the_pool_after_its_lease(tmp_path):
     with pytest.raises(StoreError, match="already has its 1 judgments"):  # never more than k
         store.submit("alice", held.id, accept_a=1, accept_b=1, preference=0)
     assert store.next_item("alice") is None and store.progress()["items_complete"] == len(PROMPTS)
+
+
+@pytest.mark.slow  # real argon2 settings through the CLI
+def test_cli_accounts_progress_and_agreement_table(tmp_path, monkeypatch, capsys):
+    db = str(tmp_path / "h.sqlite")
+    paths = write_predictions(tmp_path)
+    assert cli_main(["annotate", "import", db, f"first={paths[0]}", f"second={paths[1]}", "--k", "2"]) == 0
+    assert json.loads(capsys.readouterr().out)["systems"] == ["first", "second"]
+    monkeypatch.setenv("ANN_PW", "a-long-password")
+    assert cli_main(["annotate", "add-user", db, "u1", "--password-env", "ANN_PW"]) == 0
+    assert cli_main(["annotate", "add-user", db, "u1", "--password-env", "ANN_PW"]) == 1  # exists
+    assert "already exists" in capsys.readouterr().err
+    assert cli_main(["annotate", "add-user", db, "u2", "--password-env", "UNSET_VAR_X"]) == 1
+    assert cli_main(["annotate", "serve", str(tmp_path / "missing.sqlite")]) == 1
+    assert "no annotation database" in capsys.readouterr().err
+    store = Store(db)
+    store.add_annotator("u2", "another-password")
+    for u, pref in (("u1", -2), ("u2", -1)):
+        _judge_all(store, u, lambda it, p=pref: {"accept_a": 1, "accept_b": 0, "preference": p})
+    assert cli_main(["annotate", "progress", db]) == 0
+    assert json.loads(capsys.readouterr().out)["items_complete"] == len(PROMPTS)
+    out = tmp_path / "agreement.md"
+    assert cli_main(["annotate", "agreement", db, "--out", str(out)]) == 0
+    md = out.read_text(encoding="utf-8")
+    # Both always prefer A (clearly vs slightly) and accept A only: full agreement on win/tie/loss.
+    assert "| acceptability | 1.000 |" in md and "| pairwise preference (ties count half) | 1.000 |" in md
