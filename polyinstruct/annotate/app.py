@@ -72,8 +72,12 @@ def _lang_attr(code: str | None) -> str:
 
 
 def create_app(store: Store, engines: dict[str, Engine] | None = None, *, lease_s: float = DEFAULT_LEASE_S,
-               https_only: bool = False, session_max_age: int = 12 * 3600):
-    """The app over one store; ``engines`` (name -> Engine) feed the chat and the arena."""
+               https_only: bool = False, session_max_age: int = 12 * 3600, allowed_hosts: list[str] | None = None):
+    """The app over one store; ``engines`` (name -> Engine) feed the chat and the arena.
+
+    ``allowed_hosts``: Host headers to accept (``serve`` passes the loopback names when it
+    binds to loopback, so a DNS-rebinding page cannot talk to the app).
+    """
     _require_web_deps()
     from fastapi import FastAPI
     from fastapi.staticfiles import StaticFiles
@@ -90,6 +94,10 @@ def create_app(store: Store, engines: dict[str, Engine] | None = None, *, lease_
     app.add_middleware(SessionMiddleware, secret_key=store.secret_key(), session_cookie="polyinstruct_session",
                        max_age=session_max_age, same_site="strict", https_only=https_only)
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_REQUEST_BYTES)
+    if allowed_hosts:
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
@@ -351,6 +359,7 @@ def serve(store: Store, engines: dict[str, Engine] | None = None, *, host: str =
     if host not in LOOPBACK:
         log.warning("serving on %s: anyone who can reach it sees the login page; put it behind HTTPS "
                     "(--https-only) before sending passwords over a network", host)
-    app = create_app(store, engines, lease_s=lease_s, https_only=https_only)
+    hosts = ["127.0.0.1", "localhost", "[::1]", "::1"] if host in LOOPBACK else None
+    app = create_app(store, engines, lease_s=lease_s, https_only=https_only, allowed_hosts=hosts)
     log.info("annotation app on http://%s:%d (database %s)", host, port, store.path)
     uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -371,6 +371,8 @@ class Store:
         if row is None:
             raise StoreError(f"no arena round {item_id} for {annotator!r}")
         first = (side == "a") != bool(row["swapped"])
+        if row["output_x" if first else "output_y"] is not None:
+            raise StoreError(f"side {side} of arena round {item_id} has already answered")
         return (row["model_x"] if first else row["model_y"]), json.loads(row["messages"])
 
     def set_output(self, item_id: int, side: str, text: str) -> None:
@@ -381,7 +383,7 @@ class Store:
             if row is None:
                 raise StoreError(f"no arena round {item_id}")
             col = "output_x" if (side == "a") != bool(row["swapped"]) else "output_y"
-            con.execute(f"UPDATE items SET {col}=? WHERE id=?", (text, item_id))
+            con.execute(f"UPDATE items SET {col}=? WHERE id=? AND {col} IS NULL", (text, item_id))  # first one wins
 
     # --- export --------------------------------------------------------------------------------
     def judgments(self, source: str = "all") -> Iterator[sqlite3.Row]:

@@ -88,9 +88,12 @@ def test_pages_escape_model_text_hide_model_names_and_set_headers(store):
     assert 'checked' not in bob.get("/annotate").text
 
 
-def test_serve_binds_loopback_by_default():
+def test_serve_binds_loopback_by_default_and_checks_the_host_header(store):
     args = build_parser().parse_args(["annotate", "serve", "db.sqlite"])
     assert args.host == "127.0.0.1"
+    app = create_app(store, allowed_hosts=["127.0.0.1", "localhost"])
+    assert TestClient(app, base_url="http://127.0.0.1:8765").get("/login").status_code == 200
+    assert TestClient(app, base_url="http://rebound.example").get("/login").status_code == 400
 
 
 def test_arena_api_records_a_blind_vote(store):
@@ -115,6 +118,8 @@ def test_arena_api_records_a_blind_vote(store):
     other, otok = logged_in(app, "bob")  # someone else's round
     assert other.post(f"/api/arena/{rid}/vote", json={"preference": 2, "accept_a": 1, "accept_b": 1},
                       headers={"X-CSRF-Token": otok}).status_code == 400
+    again = c.post(f"/api/arena/{rid}/a", json={"settings": {}}, headers=h)  # answers cannot be replaced
+    assert again.status_code == 400 and "already answered" in again.json()["error"]
     r = c.post(f"/api/arena/{rid}/vote", json={"preference": 2, "accept_a": 0, "accept_b": 1}, headers=h)
     assert r.json() == {"stored": True}
     row = store.export_rows(source="arena")[0]
