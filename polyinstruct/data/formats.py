@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator
 
 from polyinstruct.data import oasst
 from polyinstruct.data.records import Conversation
-from polyinstruct.data.sources import iter_raw
+from polyinstruct.data.sources import iter_raw_recovering
 from polyinstruct.data.validate import ErrorSink, RecordError, check_record
 from polyinstruct.data.writers import write_records  # noqa: F401  (public API: formats.write_records)
 from polyinstruct.registry import Registry
@@ -495,7 +495,7 @@ class RecordStream:
             self.oasst_used += tree.rows - len(tree.rejects) - tree.unselected
 
         try:
-            for rr in (self.raw_rows if self.raw_rows is not None else iter_raw(self.path)):
+            for rr in (self.raw_rows if self.raw_rows is not None else iter_raw_recovering(self.path)):
                 row = rr.row
                 self.rows += 1
                 if rr.path != current_path:

@@ -42,6 +42,7 @@ MAX_JSON_DEPTH = 512
 # Largest CSV cell (characters). Python's default of 131,072 is smaller than many answers.
 MAX_CSV_CELL = 1 << 30
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+_ESCAPED = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, as errors="surrogateescape" keeps them
 _JSON_BRACKET = re.compile(rb"[\[\]{}]")
 
 
@@ -98,6 +99,19 @@ def list_data_files(path: str | os.PathLike) -> list[Path]:
     if not files and not subsets:
         raise RecordError("missing-file", f"folder has no data files ({', '.join(DATA_SUFFIXES)})", path=str(p))
     return subsets + files
+
+
+def iter_raw_recovering(path: str | os.PathLike) -> Iterator[RawRow]:
+    """``iter_raw``, but a file that cannot be read on (a bad Parquet footer, an unreadable block) yields
+    its error as a row and the next file is read: the caller's ``on_error`` policy decides."""
+    for f in list_data_files(path):
+        line = 0
+        try:
+            for rr in iter_raw(f):
+                line = rr.line
+                yield rr
+        except RecordError as e:
+            yield RawRow(str(f), e.line if e.line is not None else line + 1, e.located(str(f), line + 1))
 
 
 def iter_raw(path: str | os.PathLike) -> Iterator[RawRow]:
@@ -306,7 +320,8 @@ def _iter_csv(f: Path, delimiter: str = ",") -> Iterator[RawRow]:
     if csv.field_size_limit() < MAX_CSV_CELL:
         csv.field_size_limit(MAX_CSV_CELL)
     try:
-        fh = open(f, encoding="utf-8-sig", newline="")
+        # surrogateescape: an invalid byte becomes a lone surrogate, found below, so one bad row is one reject
+        fh = open(f, encoding="utf-8-sig", errors="surrogateescape", newline="")
         with fh:
             reader = csv.DictReader(fh, delimiter=delimiter)
             start = 2
@@ -324,6 +339,12 @@ def _iter_csv(f: Path, delimiter: str = ",") -> Iterator[RawRow]:
                 start = reader.line_num + 1
                 if None in row:
                     yield RawRow(path, lineno, RecordError("malformed-csv", "more cells than header columns", path=path, line=lineno))
+                    continue
+                bad = next((k for k, v in row.items() if isinstance(v, str) and _ESCAPED.search(v)), None)
+                if bad is not None:
+                    yield RawRow(path, lineno, RecordError("invalid-utf8", "invalid UTF-8 in this row; re-encode the "
+                                                           "file as UTF-8, e.g. `iconv -f latin1 -t utf-8`",
+                                                           path=path, line=lineno, field=bad))
                     continue
                 for k in _JSON_COLUMNS:
                     v = row.get(k)

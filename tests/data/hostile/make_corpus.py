@@ -129,6 +129,10 @@ def build() -> list[dict[str, Any]]:
         _line({"instruction": "a", "output": "b", "history": "oops"}),
         _line({"instruction": "a", "output": "b", "history": [["q", 1]]}),
         _line({"instruction": "a", "output": "b", "history": [["q", "r"]]})]) + "\n", 3, 1, {"bad-type": 2})
+    (HERE / "latin1.csv").write_bytes(b"instruction,output\nok,fine\ncaf\xe9 au lait,x\nmore,rows\n")
+    CASES.append({"file": "latin1.csv", "rows": 3, "valid": 2, "rejects": {"invalid-utf8": 1}})
+    (HERE / "not_parquet.parquet").write_bytes(b"PAR1 this is not a Parquet file")
+    CASES.append({"file": "not_parquet.parquet", "rows": 1, "valid": 0, "rejects": {"malformed-parquet": 1}})
     (HERE / "cases.json").write_text(json.dumps(CASES, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return CASES
 
