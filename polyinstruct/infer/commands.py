@@ -81,10 +81,25 @@ def _run_chat(args: argparse.Namespace) -> int:
 def _run_serve(args: argparse.Namespace) -> int:
     from polyinstruct.infer.serve import serve
 
+    from polyinstruct.errors import ConfigError
+    from polyinstruct.infer.serve import check_limits
+
+    api_key = args.api_key
+    if api_key is None and args.api_key_env:  # named on purpose: unset or empty is an error, not an open server
+        api_key = os.environ.get(args.api_key_env) or None
+        if api_key is None:
+            raise ConfigError(f"the environment variable {args.api_key_env} is not set (or empty); set it to the key "
+                              "clients must send, or drop --api-key-env to serve without a key", field="--api-key-env")
+    elif api_key is None:
+        api_key = os.environ.get("POLYINSTRUCT_API_KEY") or None
+    check_limits(max_prompts_per_request=args.max_prompts_per_request, max_queued_tokens=args.max_queued_tokens,
+                 max_queue=args.max_queue, max_tokens_limit=args.max_tokens_limit,
+                 max_request_bytes=args.max_request_bytes)
     backend = _load(args)
     serve(backend, host=args.host, port=args.port, model_name=args.model_name or getattr(backend, "model_name", None),
-          api_key=args.api_key or os.environ.get(args.api_key_env) or None, max_tokens_limit=args.max_tokens_limit,
-          batch_size=args.batch_size, max_request_bytes=args.max_request_bytes)
+          api_key=api_key, max_tokens_limit=args.max_tokens_limit, batch_size=args.batch_size,
+          max_request_bytes=args.max_request_bytes, max_prompts_per_request=args.max_prompts_per_request,
+          max_queued_tokens=args.max_queued_tokens, max_queue=args.max_queue)
     return 0
 
 
@@ -113,7 +128,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--model-name", help="name clients pass as 'model' (default: the model folder's name)")
     p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (prefer --api-key-env)")
-    p.add_argument("--api-key-env", default="POLYINSTRUCT_API_KEY", help="environment variable holding the key")
+    p.add_argument("--api-key-env", metavar="VAR",
+                   help="environment variable holding the key; an error when VAR is unset (default: use "
+                        "$POLYINSTRUCT_API_KEY when set, else no key)")
     p.add_argument("--max-tokens-limit", type=int, default=2048, help="largest max_tokens a request may ask for")
     p.add_argument("--max-request-bytes", type=int, default=1_000_000)
+    p.add_argument("--max-prompts-per-request", type=int, default=32,
+                   help="prompts one /v1/completions request may carry (default 32)")
+    p.add_argument("--max-queued-tokens", type=int, default=131_072,
+                   help="prompt + max_tokens summed over all admitted, unfinished prompts; a request above it is "
+                        "a 400, one that does not fit now a 503 (default 131072)")
+    p.add_argument("--max-queue", type=int, default=256, help="prompts waiting for the model (default 256)")
     p.set_defaults(func=_run_serve)

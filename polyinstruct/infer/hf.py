@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -179,21 +179,37 @@ class HFBackend:
         return Generation(text=text, prompt_tokens=prompt_len, completion_tokens=n, finish_reason=finish)
 
     # -- GenerationBackend -----------------------------------------------------------
-    def generate(self, conversations: list[list[dict[str, str]]], params: DecodingParams) -> list[Generation]:
-        """One reply per conversation, rendered with the model's template."""
-        return self._generate_ids([self.encode_messages(c) for c in conversations], params)
+    def generate(self, conversations: list[list[dict[str, str]]], params: DecodingParams, *,
+                 should_stop: Callable[[], bool] | None = None) -> list[Generation]:
+        """One reply per conversation, rendered with the model's template.
 
-    def generate_text(self, prompts: list[str], params: DecodingParams) -> list[Generation]:
+        ``should_stop`` (checked every token) ends generation early, e.g. when the
+        server's client has gone; the replies so far are returned.
+        """
+        return self._generate_ids([self.encode_messages(c) for c in conversations], params, should_stop)
+
+    def generate_text(self, prompts: list[str], params: DecodingParams, *,
+                      should_stop: Callable[[], bool] | None = None) -> list[Generation]:
         """Continue raw prompt strings (no template); used by ``/v1/completions``."""
-        return self._generate_ids([self._encode(p) for p in prompts], params)
+        return self._generate_ids([self._encode(p) for p in prompts], params, should_stop)
 
-    def _generate_ids(self, encoded: list[list[int]], params: DecodingParams) -> list[Generation]:
+    def _generate_ids(self, encoded: list[list[int]], params: DecodingParams,
+                      should_stop: Callable[[], bool] | None = None) -> list[Generation]:
         import torch
 
         if not encoded:
             return []
         stops = self._stops(params)
         kwargs = self._gen_kwargs(params, stops)
+        if should_stop is not None:
+            from transformers import StoppingCriteria, StoppingCriteriaList
+
+            class _Stop(StoppingCriteria):
+                def __call__(self, input_ids, scores, **kw):
+                    return torch.full((input_ids.shape[0],), bool(should_stop()), dtype=torch.bool,
+                                      device=input_ids.device)
+
+            kwargs["stopping_criteria"] = StoppingCriteriaList([_Stop()])
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
         results: list[Generation | None] = [None] * len(encoded)
         with self._lock, torch.inference_mode():
@@ -201,6 +217,10 @@ class HFBackend:
                 torch.manual_seed(params.seed)
             for start in range(0, len(order), self.batch_size):
                 idx = order[start:start + self.batch_size]
+                if should_stop is not None and should_stop():  # nobody waits for the rest
+                    for i in idx:
+                        results[i] = Generation(text="", prompt_tokens=len(encoded[i]), completion_tokens=0)
+                    continue
                 ids, mask = self._batch([encoded[i] for i in idx])
                 out = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
                 new = out[:, ids.shape[1]:].tolist()

@@ -6,11 +6,21 @@ Endpoints: ``GET /health``, ``GET /v1/models``, ``POST /v1/chat/completions`` an
 Requests are validated (4xx with an OpenAI-style error body naming the field), bodies
 and ``max_tokens`` are capped, and one worker thread owns the model, batching waiting
 requests (see ``worker.py``), so concurrent clients never crash it.
+
+Each request's work is bounded (docs/inference.md, "Limits"): at most
+``max_prompts_per_request`` prompts, and the tokens admitted but unfinished
+(prompt + ``max_tokens`` per prompt, over all requests) stay under
+``max_queued_tokens``: a request that can never fit gets a 400, one that does not
+fit now a 503 with ``Retry-After``, and neither leaves work behind. When a client
+disconnects, its queued prompts are dropped and a running batch of only its prompts
+stops at the next token. Options the server cannot honour (``logprobs``, ``tools``,
+``response_format``, ...) and unknown fields are a 400, never silently ignored.
 """
 
 from __future__ import annotations
 
 import asyncio
+import difflib
 import hmac
 import json
 import logging
@@ -22,7 +32,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from polyinstruct.errors import ConfigError
@@ -33,9 +43,21 @@ from polyinstruct.infer.serve_schemas import (
     CompletionRequest,
     SamplingFields,
 )
-from polyinstruct.infer.worker import BatchWorker, QueueFullError, is_end
+from polyinstruct.infer.worker import BatchWorker, Job, QueueFullError, is_end
 
 log = logging.getLogger(__name__)
+
+# Accepted and ignored: bookkeeping fields that do not change the reply.
+IGNORED_OPTIONS = frozenset({"user", "metadata", "store", "service_tier", "parallel_tool_calls",
+                             "prompt_cache_key", "safety_identifier"})
+# Options this server cannot honour: accepted only with their "off" value, else a 400.
+UNSUPPORTED_OPTIONS: dict[str, tuple[Any, ...]] = {
+    "logprobs": (None, False), "top_logprobs": (None, 0), "tools": (None, []), "tool_choice": (None, "none"),
+    "functions": (None, []), "function_call": (None, "none"), "response_format": (None, {"type": "text"}),
+    "logit_bias": (None, {}), "modalities": (None, ["text"]), "audio": (None,), "prediction": (None,),
+    "web_search_options": (None,), "reasoning_effort": (None,), "best_of": (None, 1), "min_p": (None, 0, 0.0),
+    "guided_json": (None,), "guided_regex": (None,), "guided_choice": (None,), "guided_grammar": (None,),
+}
 
 
 class APIError(Exception):
@@ -106,11 +128,54 @@ def _decoding(req: SamplingFields, max_tokens: int | None, default_max_tokens: i
     return params
 
 
+def check_options(req: Any) -> None:
+    """400 for fields the server would otherwise ignore: unsupported options and unknown names."""
+    for name, value in (req.model_extra or {}).items():
+        if name in IGNORED_OPTIONS:
+            continue
+        if name in UNSUPPORTED_OPTIONS:
+            if any(value == off and type(value) is type(off) or value is off for off in UNSUPPORTED_OPTIONS[name]):
+                continue
+            raise APIError(400, f"{name} is not supported by this server (it would be ignored, not applied); "
+                                f"remove it from the request", param=name, code="unsupported_parameter")
+        known = sorted(set(type(req).model_fields) | IGNORED_OPTIONS | set(UNSUPPORTED_OPTIONS))
+        near = difflib.get_close_matches(name, known, n=1)
+        hint = f" Did you mean: {near[0]}?" if near else ""
+        raise APIError(400, f"unknown field {name!r}.{hint} This server reads: {', '.join(sorted(type(req).model_fields))}",
+                       param=name, code="unknown_parameter")
+
+
+def check_limits(**limits: Any) -> None:
+    for name, value in limits.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"must be an integer >= 1, got {value!r}", field=name)
+
+
+class ClientGone(Exception):
+    """The client disconnected before its reply was ready."""
+
+
+async def _wait_disconnect(request: Request) -> None:
+    while True:
+        msg = await request.receive()
+        if msg["type"] == "http.disconnect":
+            return
+
+
 def create_app(backend: GenerationBackend, *, model_name: str, api_key: str | None = None,
                max_tokens_limit: int = 2048, default_max_tokens: int = 512, max_request_bytes: int = 1_000_000,
-               max_batch_size: int = 16, max_queue: int = 256) -> FastAPI:
-    """Build the FastAPI app. The worker thread starts with the app and stops with it."""
-    worker = BatchWorker(backend, max_batch_size=max_batch_size, max_queue=max_queue)
+               max_batch_size: int = 16, max_queue: int = 256, max_prompts_per_request: int = 32,
+               max_queued_tokens: int = 131_072) -> FastAPI:
+    """Build the FastAPI app. The worker thread starts with the app and stops with it.
+
+    ``max_prompts_per_request``: prompts one ``/v1/completions`` call may carry.
+    ``max_queued_tokens``: prompt + ``max_tokens`` summed over all admitted, unfinished
+    prompts; a request above it alone is a 400, one that does not fit now a 503.
+    """
+    check_limits(max_prompts_per_request=max_prompts_per_request, max_queued_tokens=max_queued_tokens,
+                 max_queue=max_queue, max_tokens_limit=max_tokens_limit, max_request_bytes=max_request_bytes)
+    worker = BatchWorker(backend, max_batch_size=max_batch_size, max_queue=max_queue,
+                         max_queued_tokens=max_queued_tokens)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -155,28 +220,54 @@ def create_app(backend: GenerationBackend, *, model_name: str, api_key: str | No
             raise APIError(404, f"model {name!r} is not served here; this server serves {model_name!r}",
                            param="model", code="model_not_found")
 
-    def check_context(count: Any, payload: Any, max_new: int) -> None:
-        """400 when prompt + max_tokens cannot fit the model (instead of garbage or a crash)."""
+    def check_context(count: Any, payload: Any, max_new: int) -> int:
+        """Prompt tokens (estimated when the backend cannot count); 400 when prompt + max_tokens
+        cannot fit the model (instead of garbage or a crash)."""
         ctx = getattr(backend, "context_length", None)
-        if ctx and count is not None:
+        if count is not None:
             n = len(count(payload))
-            if n + max_new > ctx:
-                raise APIError(400, f"prompt ({n} tokens) + max_tokens ({max_new}) exceeds the model's context "
-                                    f"length of {ctx}", param="messages", code="context_length_exceeded")
+        else:  # no tokenizer here: about 3 characters a token
+            n = len(payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)) // 3 + 1
+        if ctx and count is not None and n + max_new > ctx:
+            raise APIError(400, f"prompt ({n} tokens) + max_tokens ({max_new}) exceeds the model's context "
+                                f"length of {ctx}", param="messages", code="context_length_exceeded")
+        return n
 
-    async def run_one(kind: str, payload: Any, params: DecodingParams) -> Generation:
+    def admit(costs: list[int]) -> None:
+        total = sum(costs)
+        if total > max_queued_tokens:
+            raise APIError(400, f"this request needs up to {total} tokens of work (prompt + max_tokens per prompt), "
+                                f"over this server's limit of {max_queued_tokens}; send fewer prompts or a smaller "
+                                f"max_tokens", param="max_tokens", code="request_too_large")
+
+    def busy(e: QueueFullError) -> APIError:
+        return APIError(503, f"server busy: {e}; retry later", type="server_error", headers={"Retry-After": "1"})
+
+    async def run_jobs(request: Request, kind: str, payloads: list[Any], params: DecodingParams,
+                       costs: list[int]) -> list[Generation]:
+        """Queue every prompt (all or none) and wait; the client leaving cancels them."""
+        admit(costs)
         try:
-            fut = worker.submit(kind, payload, params)
+            jobs: list[Job] = worker.submit_many(kind, payloads, params, costs)
         except QueueFullError as e:
-            raise APIError(503, f"server busy: {e}; retry later", type="server_error",
-                           headers={"Retry-After": "1"}) from None
+            raise busy(e) from None
+        gathered = asyncio.ensure_future(asyncio.gather(*(asyncio.wrap_future(j.future) for j in jobs)))
+        gone = asyncio.ensure_future(_wait_disconnect(request))
         try:
-            return await asyncio.wrap_future(fut)
-        except asyncio.CancelledError:
-            fut.cancel()
-            raise
-        except Exception as e:  # noqa: BLE001
+            done, _ = await asyncio.wait({gathered, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if gathered in done:
+                return gathered.result()
+            raise ClientGone
+        except BaseException as e:
+            for j in jobs:  # the client left, a prompt failed, or the server is stopping: drop the rest
+                j.cancel()
+            if isinstance(e, (ClientGone, asyncio.CancelledError, APIError)):
+                raise
             raise APIError(500, f"generation failed: {e}", type="server_error") from None
+        finally:
+            gone.cancel()
+            if not gathered.done():
+                gathered.cancel()
 
     def usage(prompt: int, completion: int) -> dict[str, int]:
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
@@ -184,13 +275,14 @@ def create_app(backend: GenerationBackend, *, model_name: str, api_key: str | No
     def sse(obj: Any) -> str:
         return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
 
-    def stream_response(kind: str, payload: Any, params: DecodingParams, chunk: Any, include_usage: bool):
+    def stream_response(kind: str, payload: Any, params: DecodingParams, chunk: Any, include_usage: bool,
+                        cost: int):
         loop = asyncio.get_running_loop()
+        admit([cost])
         try:
-            job = worker.submit_stream(kind, payload, params, loop)
+            job = worker.submit_stream(kind, payload, params, loop, cost=cost)
         except QueueFullError as e:
-            raise APIError(503, f"server busy: {e}; retry later", type="server_error",
-                           headers={"Retry-After": "1"}) from None
+            raise busy(e) from None
 
         async def events() -> AsyncIterator[str]:
             try:
@@ -212,7 +304,7 @@ def create_app(backend: GenerationBackend, *, model_name: str, api_key: str | No
                                "usage": usage(gen.prompt_tokens, gen.completion_tokens)})
                 yield "data: [DONE]\n\n"
             finally:
-                job.cancelled.set()  # client gone or done: stop generating
+                job.cancel()  # client gone or done: stop generating, or never start
 
         return StreamingResponse(events(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -227,12 +319,14 @@ def create_app(backend: GenerationBackend, *, model_name: str, api_key: str | No
                                             "owned_by": "polyinstruct"}]}
 
     @app.post("/v1/chat/completions", dependencies=[Depends(check_key)])
-    async def chat_completions(req: ChatCompletionRequest) -> Any:
+    async def chat_completions(req: ChatCompletionRequest, request: Request) -> Any:
         check_model(req.model)
+        check_options(req)
         max_tokens = req.max_completion_tokens or req.max_tokens
         params = _decoding(req, max_tokens, default_max_tokens, max_tokens_limit)
         messages = [{"role": m.role, "content": m.text()} for m in req.messages]
-        check_context(getattr(backend, "encode_messages", None), messages, params.max_new_tokens)
+        cost = check_context(getattr(backend, "encode_messages", None), messages, params.max_new_tokens)
+        cost += params.max_new_tokens
         rid, now = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         if req.stream:
             def chunk(piece: str | None, finish: str | None, first: bool = False, usage_only: bool = False) -> dict:
@@ -243,21 +337,29 @@ def create_app(backend: GenerationBackend, *, model_name: str, api_key: str | No
                 return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
             include = bool((req.stream_options or {}).get("include_usage"))
-            return stream_response("chat", messages, params, chunk, include)
-        gen = await run_one("chat", messages, params)
+            return stream_response("chat", messages, params, chunk, include, cost)
+        try:
+            gen, = await run_jobs(request, "chat", [messages], params, [cost])
+        except ClientGone:
+            return Response(status_code=499)  # nobody is listening any more
         return {"id": rid, "object": "chat.completion", "created": now, "model": model_name,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": gen.text},
                              "finish_reason": gen.finish_reason, "logprobs": None}],
                 "usage": usage(gen.prompt_tokens, gen.completion_tokens)}
 
     @app.post("/v1/completions", dependencies=[Depends(check_key)])
-    async def completions(req: CompletionRequest) -> Any:
+    async def completions(req: CompletionRequest, request: Request) -> Any:
         check_model(req.model)
+        check_options(req)
         if not hasattr(backend, "generate_text"):
             raise APIError(400, f"backend {backend.name!r} only supports chat; use /v1/chat/completions")
+        if len(req.prompt) > max_prompts_per_request:
+            raise APIError(400, f"{len(req.prompt)} prompts in one request; this server takes at most "
+                                f"{max_prompts_per_request} (send them in several requests)", param="prompt",
+                           code="too_many_prompts")
         params = _decoding(req, req.max_tokens, min(16, max_tokens_limit), max_tokens_limit)
-        for p in req.prompt:
-            check_context(getattr(backend, "_encode", None), p, params.max_new_tokens)
+        costs = [check_context(getattr(backend, "_encode", None), p, params.max_new_tokens) + params.max_new_tokens
+                 for p in req.prompt]
         rid, now = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         if req.stream:
             def chunk(piece: str | None, finish: str | None, first: bool = False, usage_only: bool = False):
@@ -270,8 +372,11 @@ def create_app(backend: GenerationBackend, *, model_name: str, api_key: str | No
                                              "finish_reason": finish}]}
 
             include = bool((req.stream_options or {}).get("include_usage"))
-            return stream_response("text", req.prompt[0], params, chunk, include)
-        gens = await asyncio.gather(*(run_one("text", p, params) for p in req.prompt))
+            return stream_response("text", req.prompt[0], params, chunk, include, costs[0])
+        try:
+            gens = await run_jobs(request, "text", list(req.prompt), params, costs)
+        except ClientGone:
+            return Response(status_code=499)
         return {"id": rid, "object": "text_completion", "created": now, "model": model_name,
                 "choices": [{"index": i, "text": g.text, "logprobs": None, "finish_reason": g.finish_reason}
                             for i, g in enumerate(gens)],
@@ -283,10 +388,13 @@ def create_app(backend: GenerationBackend, *, model_name: str, api_key: str | No
 def serve(model: str | GenerationBackend, host: str = "127.0.0.1", port: int = 8000, *, backend: str = "hf",
           model_name: str | None = None, api_key: str | None = None, max_tokens_limit: int = 2048,
           batch_size: int = 16, max_request_bytes: int = 1_000_000, backend_kwargs: dict[str, Any] | None = None,
-          log_level: str = "info") -> None:
+          log_level: str = "info", max_prompts_per_request: int = 32, max_queued_tokens: int = 131_072,
+          max_queue: int = 256) -> None:
     """Load ``model`` and serve it until interrupted (blocking)."""
     import uvicorn
 
+    check_limits(max_prompts_per_request=max_prompts_per_request, max_queued_tokens=max_queued_tokens,
+                 max_queue=max_queue, max_tokens_limit=max_tokens_limit, max_request_bytes=max_request_bytes)
     if isinstance(model, str):
         from polyinstruct.infer import load_backend
 
@@ -300,6 +408,7 @@ def serve(model: str | GenerationBackend, host: str = "127.0.0.1", port: int = 8
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         log.warning("serving on %s without an API key: anyone who can reach this address can use the model", host)
     app = create_app(gen_backend, model_name=name, api_key=api_key, max_tokens_limit=max_tokens_limit,
-                     max_request_bytes=max_request_bytes, max_batch_size=batch_size)
+                     max_request_bytes=max_request_bytes, max_batch_size=batch_size, max_queue=max_queue,
+                     max_prompts_per_request=max_prompts_per_request, max_queued_tokens=max_queued_tokens)
     log.info("serving %r on http://%s:%d/v1", name, host, port)
     uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -1,8 +1,9 @@
 """Request bodies of the OpenAI-compatible server, validated by pydantic.
 
-Unknown fields are ignored (clients send many optional ones); fields we cannot
-honour (``n`` > 1, non-zero frequency/presence penalties, logprobs, echo) are
-rejected with a 400 that says so, rather than silently ignored.
+Fields we cannot honour (``n`` > 1, non-zero frequency/presence penalties,
+logprobs, echo, tools, response_format, ...) are rejected with a 400 that says so,
+rather than silently ignored; fields outside the schema are kept in
+``model_extra`` and checked by the server (``serve.check_options``).
 """
 
 from __future__ import annotations
@@ -34,8 +35,11 @@ class ChatMessage(BaseModel):
         return "".join(p.text for p in self.content)
 
 
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1  # what torch.manual_seed accepts
+
+
 class SamplingFields(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="allow")
     model: str = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
@@ -44,7 +48,7 @@ class SamplingFields(BaseModel):
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: dict[str, Any] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=SEED_MIN, le=SEED_MAX)
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     # Extensions read by vLLM-style servers (sent via the openai client's extra_body).
