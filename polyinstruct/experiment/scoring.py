@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+import re
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -22,25 +23,77 @@ def chrf(hypotheses: list[str], references: list[str]) -> float:
     return float(CHRF().corpus_score(hypotheses, [references]).score)
 
 
-def _norm(text: str) -> str:
-    return " ".join(text.split()).casefold()
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+_TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]|[^\W_]+", re.UNICODE)
+
+# An answer more than this much made of the prompt's n-grams is an echo (docs/experiments.md).
+ECHO_COVERAGE = 0.5
 
 
-def echoes_prompt(response: str, prompt: str) -> bool:
-    """True when the answer repeats the question verbatim (a base model's typical failure).
+def _tokens(text: str) -> list[str]:
+    """Words, with each CJK character a token of its own (Chinese/Japanese have no spaces)."""
+    return _TOKEN.findall(text.casefold())
 
-    Language ID alone calls such an answer "in the right language", so the report
-    shows the echo rate beside the language-match rate.
+
+def echo_coverage(response: str, prompt: str, n: int = 3) -> float:
+    """Share of the answer's tokens that lie inside an n-gram the prompt also contains.
+
+    Tokens are words, or single characters for CJK text (so a short Chinese question is
+    matched character by character); ``n`` shrinks to the prompt's length for very short
+    prompts. 1.0 = the answer is the prompt (possibly repeated); 0.0 = nothing shared.
     """
-    p, r = _norm(prompt), _norm(response)
-    return bool(p) and p[: min(len(p), 60)] in r
+    r, p = _tokens(response), _tokens(prompt)
+    if not r or not p:
+        return 0.0
+    k = max(1, min(n, len(p)))
+    grams = {tuple(p[i:i + k]) for i in range(len(p) - k + 1)}
+    covered = [False] * len(r)
+    for i in range(len(r) - k + 1):
+        if tuple(r[i:i + k]) in grams:
+            covered[i:i + k] = [True] * k
+    return sum(covered) / len(r)
+
+
+def echoes_prompt(response: str, prompt: str, threshold: float = ECHO_COVERAGE) -> bool:
+    """True when the answer is mostly the question again: the whole question repeated (a
+    base model's typical failure, often looping through chat markers) or a partial echo
+    (more than ``threshold`` of the answer's tokens are runs of the question's n-grams).
+
+    Language ID alone calls such an answer "in the prompt's language"; ``score_predictions``
+    therefore counts an answer as in language only when it is not an echo.
+    """
+    return echo_coverage(response, prompt) > threshold
+
+
+def item_outcomes(items: list[dict[str, Any]], identifier) -> list[dict[str, Any]]:
+    """One dict per answer, in order: prompt id, detected language, and 0/1 outcomes named after
+    the row's rates (``lang_match`` for ``lang_match_rate``, ...), so rates and per-answer
+    outcomes (the report's bootstrap intervals) come from one computation.
+
+    - ``lang_match``: in the prompt's language and not an echo (the headline);
+    - ``lang_match_raw``: in the prompt's language by language ID alone (echoes included);
+    - ``lang_mismatch``: a definite other language; ``lang_undetermined``: no language found
+      (short, code only, low confidence; counts as not in language, as in study 1's strict rule);
+    - ``prompt_echo``: the answer is (mostly) the prompt again.
+    """
+    from polyinstruct.lang.codes import same_language
+
+    ids = identifier.identify([r.get("response") or "" for r in items])
+    out = []
+    for r, (code, _conf) in zip(items, ids):
+        match = same_language(code, r.get("language"))
+        echo = echoes_prompt(r.get("response") or "", _last_user(r))
+        out.append({"id": str(r.get("id")), "lid_language": code,
+                    "lang_match": int(match is True and not echo), "lang_match_raw": int(match is True),
+                    "lang_mismatch": int(match is False), "lang_undetermined": int(match is None),
+                    "prompt_echo": int(echo)})
+    return out
 
 
 def score_predictions(pred_path: Path, *, identifier, seen_languages: list[str],
                       judge_summary: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """One row per language: n, lang_match_rate, chrf (+ judge totals when given)."""
-    from polyinstruct.judge.scores import language_consistency
-
+    """One row per language: n, the language rates (see ``item_outcomes``), chrF, per-answer
+    ``items`` (+ judge totals when given)."""
     rows = list(iter_jsonl(pred_path))
     by_lang: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
@@ -48,45 +101,35 @@ def score_predictions(pred_path: Path, *, identifier, seen_languages: list[str],
     out = []
     for lang, items in by_lang.items():
         responses = [r["response"] for r in items]
-        # one file = one model, so the consistency table has a single model with this language
-        (lid,) = (m for model in language_consistency(items, identifier)["models"].values() for m in model.values())
+        outcomes = item_outcomes(items, identifier)
+        n = len(items)
+
+        def rate(key: str) -> float:
+            return sum(o[key] for o in outcomes) / n
+
         row: dict[str, Any] = {
             "language": lang,
             "seen": lang in seen_languages,
-            "n": len(items),
-            # "undetermined" (None) counts as not in the prompt's language here: an empty or
-            # code-only answer to a natural-language prompt is not a success.
-            "lang_match_rate": lid["match"] / len(items),
-            "lang_undetermined_rate": lid["undetermined"] / len(items),
-            "prompt_echo_rate": sum(echoes_prompt(r["response"], _last_user(r)) for r in items) / len(items),
+            "n": n,
+            # Headline: in the prompt's language and not an echo of the prompt. Undetermined
+            # answers count as not in language: an empty or code-only answer is not a success.
+            "lang_match_rate": rate("lang_match"),
+            "lang_match_raw_rate": rate("lang_match_raw"),
+            "lang_mismatch_rate": rate("lang_mismatch"),
+            "lang_undetermined_rate": rate("lang_undetermined"),
+            "prompt_echo_rate": rate("prompt_echo"),
+            "detected_languages": dict(Counter(o["lid_language"] for o in outcomes).most_common()),
             "chrf": chrf(responses, [r.get("reference") or "" for r in items])
             if all(r.get("reference") for r in items) else None,
-            "mean_completion_tokens": sum(r.get("completion_tokens", 0) for r in items) / len(items),
+            "mean_completion_tokens": sum(r.get("completion_tokens", 0) for r in items) / n,
             # Per-prompt outcomes: the report's bootstrap intervals and paired differences between arms.
-            "items": _item_outcomes(items, identifier),
+            "items": [{k: v for k, v in o.items() if k != "lid_language"} for o in outcomes],
         }
         if judge_summary:
             per = _judge_row(judge_summary, lang)
             if per:
                 row.update(per)
         out.append(row)
-    return out
-
-
-def _item_outcomes(items: list[dict[str, Any]], identifier) -> list[dict[str, Any]]:
-    """One dict per answer: prompt id and 0/1 outcomes named after the row's rates (``lang_match``
-    for ``lang_match_rate``...), computed by the same rules (``language_consistency`` is called
-    with one pseudo-model per answer, so its per-answer verdict is exactly what the rate counts)."""
-    from polyinstruct.judge.scores import language_consistency
-
-    keyed = [{**r, "model": str(i)} for i, r in enumerate(items)]
-    per = language_consistency(keyed, identifier)["models"]
-    out = []
-    for i, r in enumerate(items):
-        (c,) = per[str(i)].values()
-        out.append({"id": str(r.get("id")),
-                    "lang_match": c["match"], "lang_undetermined": c["undetermined"],
-                    "prompt_echo": int(echoes_prompt(r["response"], _last_user(r)))})
     return out
 
 

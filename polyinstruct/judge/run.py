@@ -25,7 +25,7 @@ from polyinstruct.judge.config import JudgeConfig, build_backend, cache_path, re
 from polyinstruct.judge.judges import PairwiseJudge, SingleJudge
 from polyinstruct.lang.identify import LanguageIdentifier, load_identifier
 from polyinstruct.judge.prompts import load_template
-from polyinstruct.judge.scores import (apply_language_penalty, markdown_table, pairwise_summary,
+from polyinstruct.judge.scores import (apply_language_penalty, check_language_policy, markdown_table, pairwise_summary,
                                        summarize)
 
 log = logging.getLogger(__name__)
@@ -61,17 +61,19 @@ def read_predictions(path: str | Path, *, need_reference: bool = False) -> list[
 
 
 def judge_predictions(predictions_path: str | Path, out_dir: str | Path, *, judge: dict | str | JudgeConfig,
-                      lid: str | LanguageIdentifier | None = "fasttext-lite", progress: bool = False,
+                      lid: str | LanguageIdentifier | None = "auto", progress: bool = False,
                       seen_languages: Iterable[str] | None = None, backend: Any = None,
-                      lenient_close_pairs: bool = False) -> dict[str, Any]:
+                      lenient_close_pairs: bool = False, language_policy: str = "strict") -> dict[str, Any]:
     """Judge every prediction and write judgments/summary; returns the summary dict.
 
     ``judge``: JudgeConfig fields as a dict, a YAML path, or a model name.
     ``lid``: identifier name or instance for the language penalty (None: no penalty).
     ``seen_languages``: languages for the robustness average (default: seed 1's six
     seen languages that occur, else all). ``backend``: an already-built backend.
-    ``lenient_close_pairs``: see ``scores.apply_language_penalty``.
+    ``lenient_close_pairs``, ``language_policy`` (``strict``: study 1, an undetermined language
+    scores 0; ``lenient``: it keeps its score): see ``scores.apply_language_penalty``.
     """
+    check_language_policy(language_policy)
     cfg = resolve_judge_config(judge)
     template = load_template(cfg.template_name())
     if template.kind != cfg.mode:
@@ -102,7 +104,7 @@ def judge_predictions(predictions_path: str | Path, out_dir: str | Path, *, judg
     identifier = load_identifier(lid) if isinstance(lid, str) else lid
     if identifier is not None:
         apply_language_penalty(rows, [p["response"] for p in preds], identifier,
-                               lenient_close_pairs=lenient_close_pairs)
+                               language_policy=language_policy, lenient_close_pairs=lenient_close_pairs)
     langs = {r.get("language") for r in rows}
     if seen_languages is None:
         seen = [lg for lg in SEED_SEEN_LANGUAGES if lg in langs] or None
@@ -112,6 +114,7 @@ def judge_predictions(predictions_path: str | Path, out_dir: str | Path, *, judg
                                "judge": kw["judge_name"], "template": template.name,
                                "template_version": template.version,
                                "lid": getattr(identifier, "name", None), "lenient_close_pairs": lenient_close_pairs,
+                               "language_policy": language_policy if identifier is not None else None,
                                "wall_s": round(time.time() - t0, 3),
                                "cached": sum(bool(r.get("cached")) for r in rows),
                                "unparsed": sum(not r.get("parsed") and not r.get("error") for r in rows),

@@ -1,8 +1,11 @@
 """From judgments to the numbers a paper reports (seed 1 section "Evaluation").
 
-- ``apply_language_penalty``: final = judge score x [lang(answer) == lang(question)].
-  Undetermined language (``und``: too short, code only, low confidence) is neither
-  a match nor a mismatch: the score is kept and the row is counted as undetermined.
+- ``apply_language_penalty``: final = judge score x [lang(answer) == lang(question)],
+  study 1's rule (docs/judging.md). ``language_policy="strict"`` (default): an answer
+  whose language is undetermined (``und``: too short, code only, low confidence) is not
+  in the question's language, so its score becomes 0, like a definite mismatch.
+  ``"lenient"``: an undetermined answer keeps its score. Either way the row records
+  ``language_policy`` and undetermined rows are counted apart.
 - ``summarize``: totals per model x language before/after the penalty (0..3N for
   the 1-3 scale) and language robustness = mean over seen languages of
   (total before - total after).
@@ -26,14 +29,48 @@ CLOSE_PAIRS = frozenset(frozenset(p) for p in [
     ("pt", "gl"), ("es", "ca"), ("zh", "wuu"), ("zh", "yue"), ("zh", "ja")])
 
 
-def apply_language_penalty(rows: list[dict[str, Any]], answers: list[str], identifier: Any, *,
-                           lenient_close_pairs: bool = False) -> list[dict[str, Any]]:
-    """Add ``lid_language``, ``lid_confidence``, ``language_match`` and ``final_score`` to each row.
+LANGUAGE_POLICIES = ("strict", "lenient")
 
+
+def check_language_policy(policy: str) -> str:
+    """``policy`` if it is one of ``LANGUAGE_POLICIES``, else a ConfigError with a suggestion."""
+    if policy not in LANGUAGE_POLICIES:
+        from polyinstruct.errors import ConfigError
+        from polyinstruct.registry import suggest
+
+        raise ConfigError(f"unknown language policy {policy!r}.{suggest(policy, list(LANGUAGE_POLICIES))} "
+                          f"Known: {', '.join(LANGUAGE_POLICIES)}", field="language_policy")
+    return policy
+
+
+def penalized(score: float | None, match: bool | None, policy: str = "strict") -> float | None:
+    """Study 1's final score: ``score`` x [answer in the question's language].
+
+    ``match`` is ``same_language``'s verdict (None = undetermined): strict zeroes it,
+    lenient keeps the score.
+    """
+    if score is None:
+        return None
+    if match is True or (match is None and check_language_policy(policy) == "lenient"):
+        return float(score)
+    check_language_policy(policy)
+    return 0.0
+
+
+def apply_language_penalty(rows: list[dict[str, Any]], answers: list[str], identifier: Any, *,
+                           language_policy: str = "strict",
+                           lenient_close_pairs: bool = False) -> list[dict[str, Any]]:
+    """Add ``lid_language``, ``lid_confidence``, ``language_match``, ``language_policy`` and
+    ``final_score`` to each row.
+
+    ``language_policy``: ``strict`` (study 1, default) zeroes undetermined answers too;
+    ``lenient`` zeroes only a definite mismatch.
     ``lenient_close_pairs``: a mismatch between two languages of ``CLOSE_PAIRS`` (e.g.
     Norwegian expected, Danish detected) counts as undetermined instead of wrong, for
-    identifiers that cannot separate them reliably on short text.
+    identifiers that cannot separate them reliably on short text (under the strict
+    policy such an answer is still zeroed, as undetermined).
     """
+    check_language_policy(language_policy)
     ids = identifier.identify(answers)
     for row, (code, conf) in zip(rows, ids):
         match = same_language(code, row.get("language"))
@@ -43,8 +80,8 @@ def apply_language_penalty(rows: list[dict[str, Any]], answers: list[str], ident
             row["language_note"] = "close pair: treated as undetermined"
         row["lid_language"], row["lid_confidence"] = code, round(float(conf), 4)
         row["language_match"] = match
-        score = row.get("score")
-        row["final_score"] = None if score is None else (0.0 if match is False else float(score))
+        row["language_policy"] = language_policy
+        row["final_score"] = penalized(row.get("score"), match, language_policy)
     return rows
 
 
@@ -60,8 +97,11 @@ def summarize(judgments: Iterable[dict[str, Any]], seen_languages: Iterable[str]
         key = (str(r.get("model")), normalize_code(r.get("language")))
         c = cells.setdefault(key, {"n": 0, "n_scored": 0, "n_unparsed": 0, "n_errors": 0, "total_before": 0.0,
                                    "total_after": 0.0, "n_wrong_language": 0, "n_undetermined": 0,
-                                   "scale_high": None})
+                                   "language_policy": None, "scale_high": None})
         c["n"] += 1
+        if r.get("language_policy"):
+            pol = c["language_policy"]
+            c["language_policy"] = r["language_policy"] if pol in (None, r["language_policy"]) else "mixed"
         if r.get("scale"):
             c["scale_high"] = r["scale"][1]
         if r.get("error"):
@@ -162,8 +202,13 @@ def markdown_table(summary: dict[str, Any]) -> str:
     not scored) and ``max`` is the most those scored items could reach; a cell with
     nothing scored shows "–", never a total of 0.
     """
+    policies = sorted({str(c["language_policy"]) for m in summary["models"].values()
+                       for c in m["languages"].values() if c.get("language_policy")})
+    head = ([f"Language penalty: {', '.join(policies)} (strict: an undetermined language counts as wrong; "
+             "lenient: it keeps its score).", ""] if policies else [])
     lines = ["| model | language | scored / n | total before | total after | max | wrong lang | und | unparsed |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = head + lines
     for model, m in summary["models"].items():
         for lang, c in m["languages"].items():
             if c["n_scored"]:

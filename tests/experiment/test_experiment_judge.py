@@ -26,13 +26,15 @@ def test_base_cell_judged_through_an_openai_compatible_endpoint(tiny_model_dir, 
     judgments = [json.loads(line) for line in
                  (root / "cells" / "base" / "judge" / "judgments.jsonl").read_text().splitlines()]
     assert len(judgments) == 6 and len(server.calls) == 6
-    for j in judgments:  # final = score x [lang(answer) == lang(question)]; undetermined is not a mismatch
-        assert j["score"] == 3
-        assert j["final_score"] == (0 if j["language_match"] is False else 3)
+    for j in judgments:  # final = score x [lang(answer) == lang(question)]; strict: undetermined scores 0 too
+        assert j["score"] == 3 and j["language_policy"] == "strict"
+        assert j["final_score"] == (3 if j["language_match"] is True else 0)
     assert {r["language"] for r in rows} == {"en", "fr"}
     for r in rows:
         mine = [j for j in judgments if j["language"] == r["language"]]
         assert r["judge_total"] == 9 and r["judge_max"] == 9  # 3 prompts x score 3
         assert r["judge_total_penalized"] == sum(j["final_score"] for j in mine)
-        assert r["lang_match_rate"] == pytest.approx(sum(j["language_match"] is True for j in mine) / 3)
+        assert r["lang_match_raw_rate"] == pytest.approx(sum(j["language_match"] is True for j in mine) / 3)
+        assert r["lang_match_rate"] == pytest.approx(r["lang_match_raw_rate"] - sum(
+            i["prompt_echo"] and i["lang_match_raw"] for i in r["items"]) / 3)  # echoes are not answers
         assert r["lang_undetermined_rate"] == pytest.approx(sum(j["language_match"] is None for j in mine) / 3)

@@ -143,6 +143,44 @@ def test_lenient_close_pairs_option():
 
     strict = apply_language_penalty(rows(), ["x", "y"], Fixed())
     assert [r["final_score"] for r in strict] == [0.0, 0.0]
-    lenient = apply_language_penalty(rows(), ["x", "y"], Fixed(), lenient_close_pairs=True)
+    lenient = apply_language_penalty(rows(), ["x", "y"], Fixed(), lenient_close_pairs=True,
+                                     language_policy="lenient")
     assert [r["language_match"] for r in lenient] == [None, False]  # English is still wrong
     assert [r["final_score"] for r in lenient] == [3.0, 0.0]
+    # under the strict default a close pair becomes undetermined, which still scores 0
+    close_strict = apply_language_penalty(rows(), ["x", "y"], Fixed(), lenient_close_pairs=True)
+    assert [r["final_score"] for r in close_strict] == [0.0, 0.0]
+
+
+def test_strict_and_lenient_language_penalty_on_hand_made_cases():
+    """final = score x [lang(answer) == lang(question)]; strict (study 1) also zeroes undetermined."""
+    from polyinstruct.errors import ConfigError
+    from polyinstruct.judge.scores import apply_language_penalty, markdown_table, penalized, summarize
+
+    class Fixed:  # answer text -> (detected language, confidence)
+        table = {"fr ok": ("fr", 0.98), "english": ("en", 0.97), "42": ("und", 0.0), "unsure": ("und", 0.41),
+                 "norsk": ("no", 0.9)}
+
+        def identify(self, texts):
+            return [self.table[t] for t in texts]
+
+    answers = ["fr ok", "english", "42", "unsure", "norsk", "fr ok"]
+    langs = ["fr", "fr", "fr", "fr", "no", "fr"]
+    scores = [3, 3, 2, 1, 2, None]  # the last judgment was unparsed
+
+    def rows():
+        return [{"model": "m", "language": lg, "score": sc, "scale": [1, 3]} for lg, sc in zip(langs, scores)]
+
+    strict = apply_language_penalty(rows(), answers, Fixed())
+    assert [r["language_match"] for r in strict] == [True, False, None, None, True, True]
+    assert [r["final_score"] for r in strict] == [3.0, 0.0, 0.0, 0.0, 2.0, None]
+    assert {r["language_policy"] for r in strict} == {"strict"}
+    lenient = apply_language_penalty(rows(), answers, Fixed(), language_policy="lenient")
+    assert [r["final_score"] for r in lenient] == [3.0, 0.0, 2.0, 1.0, 2.0, None]
+    s, l_ = summarize(strict)["models"]["m"]["languages"]["fr"], summarize(lenient)["models"]["m"]["languages"]["fr"]
+    assert (s["total_before"], s["total_after"], s["n_wrong_language"], s["n_undetermined"]) == (9, 3, 1, 2)
+    assert (l_["total_after"], l_["language_policy"], s["language_policy"]) == (6, "lenient", "strict")
+    assert "Language penalty: strict" in markdown_table(summarize(strict))
+    assert penalized(2, None, "strict") == 0.0 and penalized(2, None, "lenient") == 2.0 and penalized(None, True) is None
+    with pytest.raises(ConfigError, match="Did you mean: strict"):
+        apply_language_penalty(rows(), answers, Fixed(), language_policy="strct")

@@ -66,8 +66,9 @@ def test_language_penalty_zeroes_exactly_wrong_language_answers(tmp_path):
         assert r["score"] is not None
         if r["id"].endswith("-0"):
             assert r["language_match"] is False and r["final_score"] == 0.0, r
-        elif r["id"] == "en-short":  # too short to identify: undetermined, score kept
-            assert r["lid_language"] == "und" and r["language_match"] is None and r["final_score"] == 3.0
+        elif r["id"] == "en-short":  # too short to identify: undetermined, zeroed under the strict default
+            assert r["lid_language"] == "und" and r["language_match"] is None and r["final_score"] == 0.0
+            assert r["language_policy"] == "strict"
         else:
             assert r["language_match"] is True and r["final_score"] == r["score"], r
     cells = summary["scores"]["models"]["m1"]["languages"]
@@ -75,11 +76,21 @@ def test_language_penalty_zeroes_exactly_wrong_language_answers(tmp_path):
     for lang in ("fr", "ru", "zh"):
         assert (cells[lang]["total_before"], cells[lang]["total_after"], cells[lang]["max_total"]) == (6, 5, 9)
         assert cells[lang]["n_wrong_language"] == 1
-    assert cells["en"]["total_before"] == 9 and cells["en"]["total_after"] == 8 and cells["en"]["n_undetermined"] == 1
-    assert summary["scores"]["models"]["m1"]["robustness"] == 1.0
+    assert cells["en"]["total_before"] == 9 and cells["en"]["total_after"] == 5 and cells["en"]["n_undetermined"] == 1
+    assert summary["scores"]["models"]["m1"]["robustness"] == 1.75  # (4 + 1 + 1 + 1) / 4
+    assert summary["language_policy"] == "strict" and cells["en"]["language_policy"] == "strict"
     assert summary["scores"]["seen_languages"] == ["en", "fr", "ru", "zh"]
     assert "| m1 | fr | 3 / 3 | 6 | 5 | 9 | 1 | 0 | 0 |" in (tmp_path / "out" / "summary.md").read_text()
     assert summary["usage"]["requests"] == len(preds)
+    # lenient: the undetermined answer keeps its score (all judgments come from the cache)
+    with ScriptedServer(verdict) as srv:
+        lenient = judge_predictions(tmp_path / "p.jsonl", tmp_path / "out-lenient", judge=judge_cfg(srv, tmp_path),
+                                    language_policy="lenient")
+        assert srv.calls == []
+    en = lenient["scores"]["models"]["m1"]["languages"]["en"]
+    assert (en["total_after"], en["language_policy"], lenient["language_policy"]) == (8, "lenient", "lenient")
+    with pytest.raises(ConfigError, match="Did you mean: lenient"):
+        judge_predictions(tmp_path / "p.jsonl", tmp_path / "x", judge=judge_cfg(srv, tmp_path), language_policy="lenent")
 
 
 def test_killed_run_resumes_from_cache_with_zero_repeated_calls(tmp_path):
