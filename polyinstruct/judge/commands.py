@@ -13,15 +13,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("texts", nargs="*", help="texts to identify (or use --jsonl)")
     p.add_argument("--jsonl", help="read texts from this JSONL file")
     p.add_argument("--field", default="response", help="JSONL field holding the text (default: response)")
-    p.add_argument("--backend", default="fasttext-lite",
-                   help="fasttext-lite (default), fasttext-openlid, lingua, langid")
+    p.add_argument("--backend", default="auto",
+                   help="auto (default: OpenLID when its file is present, else fasttext-lingua), fasttext-lingua, "
+                        "fasttext-lite, fasttext-openlid, lingua, langid")
     p.add_argument("--model-path", help="model file for fasttext-openlid")
     p.add_argument("--threshold", type=float, default=0.5, help="below this confidence -> und (default 0.5)")
     p.add_argument("--min-letters", type=int, default=10, help="fewer letters than this -> und (default 10)")
     p.add_argument("--no-refine", action="store_true", help="raw model output: no nb/da, bg/ru tie-breakers")
     p.add_argument("--eval", nargs="?", const="", metavar="DIR",
                    help="measure accuracy on the eval prompts (default: the bundled set) and print the confusion")
-    p.add_argument("--eval-field", default="reference", choices=["reference", "prompt"])
+    p.add_argument("--eval-field", default="reference", choices=["reference", "prompt", "heldout"],
+                   help="reference answers or prompts of the eval set, or the held-out LID set")
     p.set_defaults(func=_lid)
 
     j = sub.add_parser("judge", help="LLM-as-a-judge over a predictions JSONL",
@@ -32,7 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     j.add_argument("--judge", required=True, help="judge config YAML, or a model name on $OPENAI_BASE_URL")
     j.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a judge config field (repeatable), e.g. --set mode=pairwise")
-    j.add_argument("--lid", default="fasttext-lite", help="identifier for the language penalty, or 'none'")
+    j.add_argument("--lid", default="auto", help="identifier for the language penalty, or 'none'")
+    j.add_argument("--language-policy", default="strict", choices=["strict", "lenient"],
+                   help="strict (study 1, default): an undetermined language scores 0; lenient: it keeps its score")
     j.add_argument("--lenient-close-pairs", action="store_true",
                    help="no/da, bg/ru and similar mismatches count as undetermined, not wrong language")
     j.add_argument("--seen-languages", help="comma-separated languages for the robustness average")
@@ -86,7 +90,7 @@ def _judge(args: argparse.Namespace) -> int:
     summary = judge_predictions(args.predictions, args.out, judge=cfg,
                                 lid=None if args.lid == "none" else args.lid,
                                 progress=not args.no_progress, seen_languages=seen,
-                                lenient_close_pairs=args.lenient_close_pairs)
+                                lenient_close_pairs=args.lenient_close_pairs, language_policy=args.language_policy)
     with open(f"{args.out}/summary.md", encoding="utf-8") as f:
         print(f.read())
     print(json.dumps({k: summary[k] for k in ("n", "scored", "cached", "unparsed", "errors", "usage")}))
