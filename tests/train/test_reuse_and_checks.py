@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 import shutil
 
 import pytest
@@ -189,3 +190,19 @@ def test_full_disk_is_one_clear_line(base_config, tmp_path, capsys, monkeypatch)
     last = err.strip().splitlines()[-1]  # (loading progress bars come before it)
     assert rc == 1 and "Traceback" not in err and sum(x.startswith("error:") for x in err.splitlines()) == 1
     assert last.startswith("error: cannot write ") and "config.yaml: no space left on device" in last
+
+
+def test_training_guide_quotes_the_real_messages(base_config, tmp_path, monkeypatch):
+    """docs/training.md quotes the learning_rate error and the changed-run error verbatim."""
+    from pathlib import Path
+
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "training.md").read_text(encoding="utf-8")
+    quoted = re.search(r"`(train\.yaml:learning_rate: [^`]+)`", guide).group(1)
+    monkeypatch.chdir(tmp_path)
+    _yaml(tmp_path / "train.yaml", {"model": "m", "data": ["d"], "output_dir": "o", "learning_rate": 1e-4})
+    with pytest.raises(ConfigError) as e:
+        load_train_config("train.yaml")
+    assert str(e.value) == quoted
+    for line in ("To keep it, set a new output_dir; to train here again from scratch (deleting it), "
+                 "add resume=never.", "holds a finished run trained with different settings:", "  lr: 0.001 -> 5.0"):
+        assert line in guide
