@@ -419,8 +419,7 @@ class RecordStream:
         self.rows = 0
         self.unselected = 0
         self.oasst_used = 0
-        self._ids: dict[tuple[str, Any], str] = {}  # (id, language) -> where it was first used
-        self._id_names: set[str] = set()
+        self._ids: set[int] = set()  # hashes of (id, language) seen so far
         self._it = self._generate()
 
     @property
@@ -442,19 +441,19 @@ class RecordStream:
         and fr, the project's convention), but the same id twice in one language is a duplicate."""
         if not self.unique_ids:
             return
-        rid = rec["id"]
-        if generated and rid in self._id_names:  # ours to choose: make it unique in every language
+        rid, lang = rec["id"], rec.get("language")
+        key = hash((rid, lang))  # one int per record: memory stays small on millions of records
+        if generated and key in self._ids:  # ours to choose: make it unique
             k = 2
-            while f"{rid}-{k}" in self._id_names:
+            while hash((f"{rid}-{k}", lang)) in self._ids:
                 k += 1
             rec["id"] = rid = f"{rid}-{k}"
-        key = (rid, rec.get("language"))
+            key = hash((rid, lang))
         if key in self._ids:
-            lang = f" in language {key[1]!r}" if key[1] else ""
-            raise RecordError("duplicate-id", f"id {rid!r} was already used{lang} at {self._ids[key]} (ids 1 and "
-                              "\"1\" are the same id)", field="id", record_id=rid)
-        self._ids[key] = where
-        self._id_names.add(rid)
+            in_lang = f" in language {lang!r}" if lang else ""
+            raise RecordError("duplicate-id", f"id {rid!r} was already used{in_lang} earlier in this input (ids 1 "
+                              "and \"1\" are the same id)", field="id", record_id=rid)
+        self._ids.add(key)
 
     def _generate(self) -> Iterator[Any]:
         fmt: Format | None = get_format(self.format) if self.format else None

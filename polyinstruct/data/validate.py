@@ -48,6 +48,8 @@ def _surrogate_at(text: str) -> int:
 
 
 def _check_text(value: str, field: str, rid: Any) -> None:
+    if value.isascii():  # O(1) in CPython: an ASCII string holds no surrogate
+        return
     pos = _surrogate_at(value)
     if pos >= 0:
         raise RecordError("lone-surrogate", f"lone surrogate U+{ord(value[pos]):04X} at character {pos}: not valid "
@@ -105,7 +107,8 @@ def check_record(d: dict[str, Any], require_answer: bool = True) -> None:
         raise RecordError("missing-field" if not rid else "bad-type",
                           "missing record id" if not rid else f"id must be a string, got {type(rid).__name__}",
                           field="id")
-    _check_text(rid, "id", rid)
+    if not rid.isascii():
+        _check_text(rid, "id", rid)
     msgs = d.get("messages")
     if not isinstance(msgs, list) or not msgs:
         raise RecordError("missing-field", "no messages", field="messages", record_id=rid)
@@ -125,7 +128,8 @@ def check_record(d: dict[str, Any], require_answer: bool = True) -> None:
             kind = "missing-field" if content is None else "bad-type"
             raise RecordError(kind, "content must be a string" if content is not None else "message has no content",
                               field=f"messages[{i}].content", record_id=rid)
-        _check_text(content, f"messages[{i}].content", rid)
+        if not content.isascii():
+            _check_text(content, f"messages[{i}].content", rid)
         inp = m.get("input")
         if inp is not None:
             if not isinstance(inp, str):
@@ -165,7 +169,7 @@ def check_record(d: dict[str, Any], require_answer: bool = True) -> None:
                           record_id=rid)
     for key in ("source", "license"):
         v = d.get(key)
-        if v is not None:
+        if v is not None and not (type(v) is str and v.isascii()):
             if not isinstance(v, str):
                 raise RecordError("bad-type", f"{key} must be a string, got {type(v).__name__} {v!r}", field=key,
                                   record_id=rid)

@@ -99,7 +99,7 @@ def test_one_line_json_array_gets_unique_ids():
 def test_validate_reports_duplicate_ids_including_int_and_string():
     rep = api.validate_file(HOSTILE / "duplicate_ids.jsonl")
     assert not rep["ok"] and rep["rejected"] == {"duplicate-id": 2}
-    assert any("id '1' was already used at" in e and ":2: id:" in e for e in rep["errors"])
+    assert any("id '1' was already used earlier" in e and ":2: id:" in e for e in rep["errors"])
 
 
 def test_same_role_turns_merge_only_when_asked(tmp_path):
