@@ -8,7 +8,9 @@ A model must be prompted the way it was trained. The order of preference:
 4. the ``tulu`` template (Tulu's ``<|user|>`` / ``<|assistant|>`` format).
 
 The decision is logged and kept on the ``PromptFormat`` (``source``) so predictions
-and servers can report it.
+and servers can report it. A template's stop strings are its end-of-turn text plus the
+markers that open the next turn (``next_turn_markers``), so a base model that keeps
+writing the conversation stops where its answer ends (docs/inference.md).
 """
 
 from __future__ import annotations
@@ -38,6 +40,42 @@ class PromptFormat:
     encode: Callable[[list[dict[str, str]]], list[int]] | None = None
 
 
+_PROBE = ("PQXUSERONEPQX", "PQXASSISTANTONEPQX", "PQXUSERTWOPQX")
+
+
+def next_turn_markers(obj: Any) -> list[str]:
+    """The text that opens the next user turn and the assistant turn, from the template itself.
+
+    A base model prompted in a chat format often keeps writing the conversation
+    (``<|user|> ... <|assistant|> ...``) until the token limit; these markers are added
+    to the stop strings so generation ends where the answer ends. They are read off a
+    rendered probe conversation (user, assistant, user + generation prompt): the text
+    between the first answer and the second question (end-of-turn and BOS/EOS tokens
+    removed) and the generation prompt after the last question. Markers that are empty,
+    longer than 60 characters (a system prompt, not a marker) or plain words are skipped.
+    """
+    u1, a1, u2 = _PROBE
+    try:
+        text = obj.render([{"role": "user", "content": u1}, {"role": "assistant", "content": a1},
+                           {"role": "user", "content": u2}], add_generation_prompt=True)
+        between = text[text.index(a1) + len(a1):text.index(u2)]
+        after = text[text.index(u2) + len(u2):]
+    except Exception as e:  # noqa: BLE001 - a template that cannot render the probe has no markers
+        log.debug("no next-turn markers for template %r: %s", getattr(obj, "name", obj), e)
+        return []
+    specials = [str(t) for t in (*(getattr(obj, "stop_strings", None) or []),
+                                 getattr(getattr(obj, "spec", None), "eos_token", None),
+                                 getattr(getattr(obj, "spec", None), "bos_token", None)) if t]
+    out = []
+    for chunk in (between, after):
+        for sp in sorted(set(specials), key=len, reverse=True):
+            chunk = chunk.replace(sp, "")
+        marker = chunk.strip()
+        if marker and len(marker) <= 60 and not marker.replace(" ", "").isalnum():
+            out.append(marker)
+    return list(dict.fromkeys(out))
+
+
 def _from_template_object(obj: Any, name: str, source: str, tokenizer: Any = None) -> PromptFormat:
     """Adapt a ``polyinstruct.templates.ChatTemplate`` (``render_prompt``, ``encode_prompt``, ``stop_strings``)."""
 
@@ -49,7 +87,7 @@ def _from_template_object(obj: Any, name: str, source: str, tokenizer: Any = Non
         def encode(messages: list[dict[str, str]]) -> list[int]:
             return list(obj.encode_prompt(messages, tokenizer))
 
-    stops = list(getattr(obj, "stop_strings", None) or [])
+    stops = list(dict.fromkeys([*(getattr(obj, "stop_strings", None) or []), *next_turn_markers(obj)]))
     return PromptFormat(name=getattr(obj, "name", None) or name, render=render, stop_strings=stops, source=source,
                         encode=encode)
 
