@@ -13,6 +13,7 @@ from collections import Counter, defaultdict
 from typing import Any, Iterable
 
 from polyinstruct.data.records import Conversation
+from polyinstruct.analysis.fertility import count_chars, count_words
 from polyinstruct.data.tokens import make_counter
 
 COLUMNS = ("instances", "mean_rounds", "mean_prompt_length", "mean_completion_length")
@@ -38,6 +39,7 @@ def dataset_stats(records: Iterable[Conversation], tokenizer: Any = None) -> dic
     count = make_counter(tokenizer)
     overall, per_lang = _Acc(), defaultdict(_Acc)
     langs: Counter[str] = Counter()
+    fert: dict[str, list[int]] | None = {} if count.unit == "tokens" else None
     for conv in records:
         lang = conv.language or "unknown"
         langs[lang] += 1
@@ -46,11 +48,18 @@ def dataset_stats(records: Iterable[Conversation], tokenizer: Any = None) -> dic
         for m in conv.messages:
             if m.role == "assistant":
                 rounds += 1
-                ct += count(m.text)
+                ct += (n_tok := count(m.text))
                 cn += 1
             elif m.role == "user":
-                pt += count(m.text)
+                pt += (n_tok := count(m.text))
                 pn += 1
+            else:
+                continue
+            if fert is not None:  # tokenizer fertility (analysis/fertility.py): tokens per word and per char
+                f = fert.setdefault(lang, [0, 0, 0])
+                f[0] += n_tok
+                f[1] += count_words(m.text)
+                f[2] += count_chars(m.text)
         for a in accs:
             a.n += 1
             a.rounds += rounds
@@ -58,8 +67,12 @@ def dataset_stats(records: Iterable[Conversation], tokenizer: Any = None) -> dic
             a.prompt_turns += pn
             a.completion_tokens += ct
             a.completion_turns += cn
-    return {"unit": count.unit, "overall": overall.row(),
-            "per_language": {k: per_lang[k].row() for k in sorted(per_lang)}, "languages": dict(langs.most_common())}
+    per_language = {k: per_lang[k].row() for k in sorted(per_lang)}
+    for k, (tokens, words, chars) in (fert or {}).items():
+        per_language[k]["tokens_per_word"] = round(tokens / words, 3) if words else None
+        per_language[k]["tokens_per_char"] = round(tokens / chars, 3) if chars else None
+    return {"unit": count.unit, "overall": overall.row(), "per_language": per_language,
+            "languages": dict(langs.most_common())}
 
 
 def format_stats(stats: dict[str, Any], name: str = "") -> str:
@@ -71,6 +84,10 @@ def format_stats(stats: dict[str, Any], name: str = "") -> str:
     o = stats["overall"]
     rows.append(["all", str(o["instances"]), f"{o['mean_rounds']:.2f}", f"{o['mean_prompt_length']:.1f}",
                  f"{o['mean_completion_length']:.1f}"])
+    if any("tokens_per_word" in r for r in stats["per_language"].values()):  # fertility columns
+        head += ["tokens/word", "tokens/char"]
+        for row, r in zip(rows, list(stats["per_language"].values()) + [{}]):
+            row += [str(r.get("tokens_per_word", "")), str(r.get("tokens_per_char", ""))]
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
     fmt = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
     lines = ([name] if name else []) + [fmt(head), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]

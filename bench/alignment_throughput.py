@@ -1,0 +1,127 @@
+"""Throughput and peak memory of layer-wise alignment (polyinstruct analyze alignment).
+
+1,000 English-X sentence pairs (the embedded en-fr/es/ru/bg/zh pairs, 200 each; so 2,000
+sentences) go through every layer of SmolLM2-135M on the CPU. ``ours`` is
+``analysis.alignment.pooled_hidden_states``: length-sorted batches, inference mode,
+each layer's states mean-pooled as soon as the batch returns. The peer, measured the
+same way in the same run, is the naive loop: one sentence at a time with
+``output_hidden_states=True`` under ``torch.no_grad()``, every layer's full states kept
+until the end, then pooled. Each variant runs in its own process so that peak RSS
+(``ru_maxrss``) is its own; both write their pooled states and the parent checks they
+agree. Then the per-layer measures (cosine gap, retrieval both ways, CKA) are timed.
+The last line is one JSON object. Target: ours under 60 s on 2 cores.
+
+    python bench/alignment_throughput.py             # 1,000 pairs, ours and peer
+    python bench/alignment_throughput.py --quick     # 100 pairs
+    python bench/alignment_throughput.py --model PATH_OR_NAME --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def sentences(pairs: int) -> list[str]:
+    from polyinstruct.analysis.alignment import load_pairs
+
+    per = load_pairs()
+    rows = [p for lang in per for p in per[lang]]
+    if pairs > len(rows):
+        raise SystemExit(f"only {len(rows)} embedded pairs; asked for {pairs}")
+    rows = rows[:pairs] if pairs == len(rows) else [rows[i * len(rows) // pairs] for i in range(pairs)]
+    return [en for en, _ in rows] + [xx for _, xx in rows]
+
+
+def child(args: argparse.Namespace) -> None:
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from polyinstruct.analysis.alignment import alignment_curves, load_model_and_tokenizer, pooled_hidden_states
+
+    model, tok, _ = load_model_and_tokenizer(args.model)
+    sents = sentences(args.pairs)
+    rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    if args.variant == "ours":
+        pooled = pooled_hidden_states(model, tok, sents, batch_size=args.batch_size, max_length=args.max_length)
+    else:
+        kept = []
+        with torch.no_grad():
+            for s in sents:
+                enc = tok(s, return_tensors="pt", truncation=True, max_length=args.max_length)
+                kept.append(model(**enc, output_hidden_states=True).hidden_states)
+        pooled = np.stack([np.stack([h[0].mean(dim=0).numpy() for h in states]) for states in kept], axis=1)
+    embed_s = time.perf_counter() - t0
+    n = args.pairs
+    t1 = time.perf_counter()
+    curves = alignment_curves(pooled[:, :n], pooled[:, n:])
+    measure_s = time.perf_counter() - t1
+    np.save(args.save, pooled)
+    print(json.dumps({
+        "variant": args.variant, "sentences": len(sents), "layers": int(pooled.shape[0]),
+        "embed_s": round(embed_s, 2), "sentences_per_s": round(len(sents) / embed_s, 1),
+        "measures_s": round(measure_s, 3), "total_s": round(embed_s + measure_s, 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "rss_after_model_load_mb": round(rss_loaded / 1024, 1),
+        "best_retrieval_layer": int(max(range(len(curves)), key=lambda i: curves[i]["retrieval_en_xx"]))}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="100 pairs instead of 1,000")
+    ap.add_argument("--pairs", type=int, default=None)
+    ap.add_argument("--model", default="smollm2-135m-instruct")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--max-length", type=int, default=128)
+    ap.add_argument("--no-peer", action="store_true", help="skip the naive peer")
+    ap.add_argument("--variant", choices=("ours", "naive"), help=argparse.SUPPRESS)
+    ap.add_argument("--save", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    args.pairs = args.pairs or (100 if args.quick else 1000)
+    if args.variant:
+        child(args)
+        return
+    import numpy as np
+
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for variant in ("ours",) + (() if args.no_peer else ("naive",)):
+            save = str(Path(tmp) / f"{variant}.npy")
+            cmd = [sys.executable, __file__, "--variant", variant, "--save", save, "--pairs", str(args.pairs),
+                   "--model", args.model, "--threads", str(args.threads), "--batch-size", str(args.batch_size),
+                   "--max-length", str(args.max_length)]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode:
+                sys.stderr.write(proc.stderr[-3000:])
+                raise SystemExit(f"{variant} failed (exit {proc.returncode})")
+            results[variant] = json.loads(proc.stdout.strip().splitlines()[-1])
+            print(f"{variant}: {results[variant]}", flush=True)
+        if "naive" in results:
+            a, b = np.load(str(Path(tmp) / "ours.npy")), np.load(str(Path(tmp) / "naive.npy"))
+            results["max_abs_diff_ours_vs_naive"] = float(np.abs(a - b).max())
+            results["speedup"] = round(results["naive"]["embed_s"] / results["ours"]["embed_s"], 2)
+    load = os.getloadavg()
+    out = {"bench": "alignment_throughput", "model": args.model, "pairs": args.pairs, "threads": args.threads,
+           "batch_size": args.batch_size, "target_s": 60, "meets_target": results["ours"]["total_s"] < 60,
+           "loadavg_1m_at_end": round(load[0], 2), **results}
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
