@@ -210,15 +210,21 @@ def _translate_records(convs: list[Conversation], src: str, tgt: str, tr: _Trans
         if errors:
             pending.append(conv.id)
             continue
+        # Every message reassembled first, so a reject row shows the whole translation (tags as
+        # the engine left them where restoring failed).
         new_contents: list[str] = []
+        span_error: SpanError | None = None
+        for s, os_ in zip(ss, outs):
+            try:
+                new_contents.append(join(s, [restore(u, o) for u, o in zip(s.units, os_)]))
+            except SpanError as e:
+                span_error = span_error or e
+                new_contents.append(join(s, list(os_)))
         try:
             for s, os_ in zip(ss, outs):
                 check_units([u.text for u in s.units], os_, cfg)
-                try:
-                    restored = [restore(u, o) for u, o in zip(s.units, os_)]
-                except SpanError as e:
-                    raise GateFailure("protected-span-lost", str(e)) from None
-                new_contents.append(join(s, restored))
+            if span_error is not None:
+                raise GateFailure("protected-span-lost", str(span_error))
             ratios = [check_message(m.content, t, src, tgt, cfg) for m, t in zip(conv.messages, new_contents)]
         except GateFailure as g:
             rejects.append(_reject_row(conv, tgt, g, new_contents))

@@ -157,6 +157,11 @@ def test_http_engine_translates_gates_writes_catalogue_and_feeds_the_budget_reci
     assert rej_es == {"r4": "untranslated-copy", "r5": "protected-span-lost"}
     wrong = next(r for r in rows(out / "fr.rejects.jsonl") if r["id"] == "r3")
     assert "language ID says es" in wrong["detail"]
+    assert wrong["translation"][0]["content"] == refs["es"][s[4]]
+    # A reject shows the whole translation, the lost tag included as the engine left it.
+    lost = next(r for r in rows(out / "fr.rejects.jsonl") if r["id"] == "r5")
+    assert [m["content"] for m in lost["translation"]] == [refs["fr"][s[8]], refs["fr"][s[3]]]
+    assert "lost '{name}'" in lost["detail"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"]
     for lang, n_ok in (("fr", 2), ("es", 3)):
@@ -310,3 +315,38 @@ def test_tiny_causal_lm_engine_batches_by_length_and_reruns_from_cache(tiny_mode
                               progress=False)
     assert calls == [] and again.summary["languages"]["fr"]["this_run"]["cache_hits"] == 12
     assert rows(tmp_path / "o2" / "fr.rejects.jsonl") == rows(tmp_path / "o" / "fr.rejects.jsonl")
+
+
+# ------------------------------------------------------------------------------------ seq2seq (tiny Marian)
+@pytest.mark.slow
+def test_tiny_marian_engine_runs_the_seq2seq_path_with_its_target_token(tmp_path):
+    """A random 1-layer Marian with a ``>>fra<<`` token: the real transformers encoder-decoder path."""
+    from transformers import MarianConfig, MarianMTModel
+
+    from polyinstruct.models.tiny import build_tiny_tokenizer
+
+    tok = build_tiny_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": [">>fra<<"]})
+    tok.save_pretrained(str(tmp_path / "opus-mt-en-fr"))
+    cfg = MarianConfig(vocab_size=len(tok), d_model=32, encoder_layers=1, decoder_layers=1,
+                       encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                       max_position_embeddings=256, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                       decoder_start_token_id=tok.pad_token_id)
+    MarianMTModel(cfg).save_pretrained(str(tmp_path / "opus-mt-en-fr"))
+    # A per-pair model name: {src} and {tgt} are filled in per language pair.
+    engine = load_engine("marian", str(tmp_path / "opus-mt-{src}-{tgt}"), batch_size=2, max_new_tokens=4)
+    seen: list[str] = []
+    real = engine._prepare
+
+    def spy(tok_, texts, src, tgt):
+        texts, gen = real(tok_, texts, src, tgt)
+        seen.extend(texts)
+        return texts, gen
+
+    engine._prepare = spy
+    src = tmp_path / "src.jsonl"
+    write_jsonl(src, [conv(f"m{i}", s, f"{s}\n\n{CODE}") for i, s in enumerate(english_sentences(3))])
+    res = translate_dataset(src, ["fr"], tmp_path / "o", engine, progress=False)
+    assert len(seen) == 3 and all(t.startswith(">>fra<< ") for t in seen)  # one piece per sentence, deduplicated
+    q = res.summary["languages"]["fr"]
+    assert q["accepted"] + q["rejected"] == 3 and q["this_run"]["pieces_translated"] == 3
