@@ -170,3 +170,18 @@ def test_offline_examples_run_and_print_what_the_docs_show(where, argv, expected
             assert set(g) == set(w), (where, g, w)
             for k, v in w.items():
                 assert g[k] == pytest.approx(v, abs=0.005) if isinstance(v, float) else g[k] == v, (where, k, g, w)
+
+
+def test_inference_guide_names_every_option_the_server_refuses():
+    """docs/inference.md lists what the server rejects and its limits' defaults (H10a's serve)."""
+    import inspect
+
+    from polyinstruct.infer import serve
+
+    guide = (ROOT / "docs" / "inference.md").read_text(encoding="utf-8")
+    missing = [name for name in serve.UNSUPPORTED_OPTIONS if f"`{name}`" not in guide]
+    assert not missing, f"docs/inference.md does not name these refused options: {missing}"
+    defaults = inspect.signature(serve.create_app).parameters
+    for flag, param in (("--max-prompts-per-request", "max_prompts_per_request"),
+                        ("--max-queued-tokens", "max_queued_tokens")):
+        assert f"`{flag}`" in guide and f"default {defaults[param].default}" in guide, flag

@@ -43,7 +43,6 @@ def test_finished_run_with_changed_config_is_refused_naming_the_fields(base_conf
     assert _cli(capsys, "train", cfg_path, "--no-progress")[0] == 0
     run = tmp_path / "run"
     stamp = (run / "budget.json").stat().st_mtime_ns
-    assert (run / "fingerprint.json").is_file()
 
     rc, out, err = _cli(capsys, "train", cfg_path, "data=[missing.jsonl]", "lr=5")
     assert rc == 1 and "already finished" not in out + err
@@ -51,6 +50,7 @@ def test_finished_run_with_changed_config_is_refused_naming_the_fields(base_conf
     assert "lr: 0.001 -> 5" in err and "missing.jsonl" in err and "data:" in err
     assert "output_dir" in err and "resume=never" in err  # the ways out
     assert (run / "budget.json").stat().st_mtime_ns == stamp  # nothing touched
+    assert (run / "fingerprint.json").is_file()
 
     # settings that do not change the weights never block the reuse
     rc, out, err = _cli(capsys, "train", cfg_path, "log_every=5", "save_every=3", "report_to=[jsonl]",
