@@ -5,7 +5,7 @@
 undetermined. Backends (registry ``IDENTIFIERS``):
 
 - ``auto`` (default): ``fasttext-openlid`` when the OpenLID model file is present
-  (``$POLYINSTRUCT_OPENLID_PATH``, else ``<cache>/lid/openlid.bin``), otherwise
+  (``$POLYINSTRUCT_OPENLID_PATH``, else ``lid/openlid.bin`` in the cache folder), otherwise
   ``fasttext-lingua``. The identifier's ``name`` says which one ran.
 - ``fasttext-lingua``: the offline ensemble. fastText lid.176 (176 languages) names the
   language; when its top label falls in a group of languages it confuses on short text
@@ -275,12 +275,14 @@ def _fasttext_lite(**kw) -> LanguageIdentifier:
 
 def default_openlid_path() -> Path:
     """Where ``auto`` looks for OpenLID: ``$POLYINSTRUCT_OPENLID_PATH``, else
-    ``$POLYINSTRUCT_CACHE/lid/openlid.bin`` (cache default ``~/.cache/polyinstruct``)."""
+    ``lid/openlid.bin`` in polyinstruct's cache (``$POLYINSTRUCT_CACHE_DIR``, default
+    ``~/.cache/polyinstruct``)."""
     env = os.environ.get("POLYINSTRUCT_OPENLID_PATH")
     if env:
         return Path(env).expanduser()
-    cache = os.environ.get("POLYINSTRUCT_CACHE") or str(Path("~/.cache/polyinstruct"))
-    return Path(cache).expanduser() / "lid" / "openlid.bin"
+    from polyinstruct.config import cache_dir
+
+    return cache_dir("lid", "openlid.bin")
 
 
 def _fasttext_openlid(model_path: str | None = None, **kw) -> LanguageIdentifier:

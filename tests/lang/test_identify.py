@@ -49,7 +49,7 @@ def test_default_is_the_offline_ensemble_unless_openlid_is_present(monkeypatch, 
     monkeypatch.setenv("POLYINSTRUCT_OPENLID_PATH", str(_LOCAL_SMALL_MODEL_PATH))
     assert load_identifier().name == "fasttext-openlid"
     monkeypatch.delenv("POLYINSTRUCT_OPENLID_PATH")
-    monkeypatch.setenv("POLYINSTRUCT_CACHE", str(tmp_path))
+    monkeypatch.setenv("POLYINSTRUCT_CACHE_DIR", str(tmp_path))
     assert load_identifier().name == "fasttext-lingua"
     (tmp_path / "lid").mkdir()
     (tmp_path / "lid" / "openlid.bin").write_bytes(Path(_LOCAL_SMALL_MODEL_PATH).read_bytes())
