@@ -31,13 +31,18 @@ def load_per_language(cfg: ExperimentConfig) -> dict[str, list[Conversation]]:
 
 
 def load_eval_prompts(cfg: ExperimentConfig) -> list[Conversation]:
-    """Evaluation prompts of every evaluation language, with ids made unique per language."""
+    """Evaluation prompts of every evaluation language, with ids made unique per language
+    (``eval_data`` per language, else ``eval_set``: the embedded prompts or study 1's test set)."""
+    from polyinstruct.evalsets.study1 import load_study1_prompts, resolve_eval_set
+
     out: list[Conversation] = []
     for lang in cfg.eval_languages:
         if cfg.eval_data and lang in cfg.eval_data:
             from polyinstruct.data import load_dataset
 
             convs = list(load_dataset(cfg.eval_data[lang]))
+        elif (study1 := resolve_eval_set(cfg.eval_set)) is not None:
+            convs = load_study1_prompts(lang, study1)
         else:
             from polyinstruct.data.embedded import load_eval_prompts as embedded
 

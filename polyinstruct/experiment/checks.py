@@ -124,7 +124,8 @@ def cell_fingerprint(cfg: ExperimentConfig, cell: Cell) -> dict[str, Any]:
         "eval": {"languages": list(cell.eval_languages), "prompts_per_language": cfg.eval.prompts_per_language,
                  "max_new_tokens": cfg.eval.max_new_tokens, "decoding": cfg.eval.decoding,
                  "eval_data": {lang: _spec(s) for lang, s in sorted((cfg.eval_data or {}).items())
-                               if lang in cell.eval_languages}},
+                               if lang in cell.eval_languages},
+                 **({"eval_set": cfg.eval_set} if cfg.eval_set != "embedded" else {})},
         "scoring": {"lid": cfg.lid, "seen_languages": list(cfg.train_languages), "judge": _judge_fields(cfg)},
     }
     if cell.kind != "base":

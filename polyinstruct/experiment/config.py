@@ -35,6 +35,8 @@ class ExperimentConfig(BaseModel):
     data: dict[str, str] | None = Field(
         None, description="language -> dataset name or path of parallel data; default: the embedded data")
     eval_data: dict[str, str] | None = Field(None, description="language -> evaluation prompts; default: embedded")
+    eval_set: str = Field("embedded", description="embedded (the project's 50 prompts) | study1 (the authors' "
+                          "published test set from GitHub) | study1:<folder> | study1@<commit>; docs/experiments.md")
     examples_per_language: int | None = Field(None, ge=1, description="use only the first N parallel ids")
     downsample_by: Literal["examples", "tokens"] = Field(
         "examples", description="multi-down arm: random sample of examples (study 1) or of content length")
@@ -44,7 +46,7 @@ class ExperimentConfig(BaseModel):
     train: dict[str, Any] = Field(default_factory=dict, description="training config fields for every arm")
     eval: EvalSettings = Field(default_factory=EvalSettings)
     judge: dict[str, Any] | None = None
-    lid: str = "fasttext-lite"
+    lid: str = "auto"
     seed: int = 0
     resume: Literal["auto", "never"] = Field(
         "auto", description="auto: continue, refusing results made with other settings; never: start over")
@@ -59,6 +61,14 @@ class ExperimentConfig(BaseModel):
         if not codes:
             raise ValueError("at least one language is needed")
         return codes
+
+    @field_validator("eval_set")
+    @classmethod
+    def _eval_set(cls, value: str) -> str:
+        from polyinstruct.evalsets.study1 import resolve_eval_set
+
+        resolve_eval_set(value)
+        return value
 
     @field_validator("english")
     @classmethod
