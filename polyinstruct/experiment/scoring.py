@@ -144,5 +144,6 @@ def _judge_row(summary: dict[str, Any], lang: str) -> dict[str, Any] | None:
         c = model.get("languages", {}).get(lang)
         if c:
             return {"judge_total": c["total_before"], "judge_total_penalized": c["total_after"],
-                    "judge_max": c["max_total"]}
+                    "judge_max": c["max_total"], "judge_language_policy": c.get("language_policy"),
+                    "judge_n_undetermined": c.get("n_undetermined"), "judge_n_wrong_language": c.get("n_wrong_language")}
     return None

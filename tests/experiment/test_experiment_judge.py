@@ -33,6 +33,8 @@ def test_base_cell_judged_through_an_openai_compatible_endpoint(tiny_model_dir, 
     for r in rows:
         mine = [j for j in judgments if j["language"] == r["language"]]
         assert r["judge_total"] == 9 and r["judge_max"] == 9  # 3 prompts x score 3
+        assert r["judge_language_policy"] == "strict"
+        assert r["judge_n_undetermined"] == sum(j["language_match"] is None for j in mine)
         assert r["judge_total_penalized"] == sum(j["final_score"] for j in mine)
         assert r["lang_match_raw_rate"] == pytest.approx(sum(j["language_match"] is True for j in mine) / 3)
         assert r["lang_match_rate"] == pytest.approx(r["lang_match_raw_rate"] - sum(
