@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -35,6 +36,18 @@ def cmd_translate(args: argparse.Namespace) -> int:
     gates = GateConfig(lid=args.lid, min_ratio=args.min_ratio, max_ratio=args.max_ratio,
                        check_numbers=not args.no_number_check, back_translate=args.back_translate,
                        min_bt_chrf=args.min_bt_chrf)
+    from polyinstruct.data import is_path_like
+
+    if not is_path_like(args.src):  # fail before loading a model: a catalogue name, or a clear error
+        from pathlib import Path
+
+        from polyinstruct.data.catalogue import load_catalogue
+        from polyinstruct.errors import DataError
+
+        if "/" in args.src or os.sep in args.src or Path(args.src).suffix in (".json", ".jsonl", ".parquet", ".csv",
+                                                                               ".tsv", ".gz"):
+            raise DataError("no such file or folder", path=args.src)
+        load_catalogue(args.catalogue).get(args.src)
     engine = load_engine(args.engine, args.model, **options)
     try:
         res = translate_dataset(args.src, args.to.split(","), args.out, engine, source_language=args.src_lang,

@@ -238,6 +238,13 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["data", "translate", str(src), "--to", "xx-none,und", "--engine", "openai", "--model", "m",
                  "--base-url", "http://127.0.0.1:9/v1", "--out", str(tmp_path / "o")]) == 1
     assert "is not a language code" in capsys.readouterr().err
+    # A missing source fails before any model is loaded (the hf model "nowhere" does not exist either).
+    assert main(["data", "translate", str(tmp_path / "missing.jsonl"), "--to", "fr", "--engine", "hf",
+                 "--model", "nowhere", "--out", str(tmp_path / "o")]) == 1
+    assert "missing.jsonl: no such file or folder" in capsys.readouterr().err
+    assert main(["data", "translate", "polyinstruct-instruct-e", "--to", "fr", "--engine", "hf",
+                 "--model", "nowhere", "--out", str(tmp_path / "o")]) == 1
+    assert "Did you mean: polyinstruct-instruct-e" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------ kill and resume
