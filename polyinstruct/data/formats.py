@@ -390,9 +390,10 @@ class RecordStream:
     ``stream.rejected`` is a ``Counter`` of reason -> count (filled as you
     iterate); ``stream.read`` is the number of records yielded; ``stream.rows``
     the rows read from the files. Every row is accounted for: ``rows == read +
-    rejected total`` for every format except OASST message tables, where
+    rejected total`` for every format except OASST: in message tables
     ``rows == messages on output paths + unselected + rejected`` (``unselected``:
-    lower-ranked replies of valid trees; ``stream.oasst_used`` counts the former).
+    lower-ranked replies of valid trees; ``stream.oasst_used`` counts the former),
+    and a ``*.trees.jsonl`` row in ``all`` mode gives one record per path.
 
     Ids are unique: a generated id (``{file stem}-{line}``, or ``-{line}-{k}``
     when several rows share a line) never repeats, and a record whose id was
