@@ -32,7 +32,9 @@ def items(n: int, scores=None) -> list[dict]:
 
 
 def backend(server, **kw) -> OpenAIHTTPBackend:
-    opts = dict(timeout=0.5, max_retries=5, backoff_base=0.01, backoff_max=0.05, concurrency=4, seed=0,
+    # A generous timeout: on a loaded CI machine a prompt reply can take a while, and a timeout
+    # there would be an extra retry the counts below do not expect (a test racing a timer).
+    opts = dict(timeout=10, max_retries=5, backoff_base=0.01, backoff_max=0.05, concurrency=4, seed=0,
                 prices={"judge-x": {"prompt": 1.0, "completion": 2.0}})
     opts.update(kw)
     return OpenAIHTTPBackend("judge-x", base_url=server.base_url, api_key="k", **opts)
@@ -62,7 +64,7 @@ def test_error_storm_retried_without_losing_or_duplicating(tmp_path):
     """Each question first meets 500, 429 (Retry-After) and a timeout, then succeeds."""
     seen: Counter = Counter()
     lock = threading.Lock()
-    failures = [("status", 500), ("status", 429, {"Retry-After": "0"}), ("sleep", 1.0, "too late [[1]]"),
+    failures = [("status", 500), ("status", 429, {"Retry-After": "0"}), ("sleep", 6.0, "too late [[1]]"),
                 ("status", 503), ("garbage",)]
 
     def script(body, n):
@@ -74,7 +76,7 @@ def test_error_storm_retried_without_losing_or_duplicating(tmp_path):
 
     n_items = 12
     with ScriptedServer(script) as srv:
-        be = backend(srv, timeout=0.3)
+        be = backend(srv, timeout=2.0)  # the scripted timeout answers after 6 s: 3x margin either way
         cache = JudgmentCache(tmp_path / "c.jsonl")
         rows = judge(be, cache).score(items(n_items))
     assert [r["score"] for r in rows] == [1.0 + i % 3 for i in range(n_items)]

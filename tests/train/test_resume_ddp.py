@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -34,26 +33,30 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(base_config, tmp_
     cfg_path = tmp_path / "killed.yaml"
     cfg_path.write_text(yaml.safe_dump(killed_cfg), encoding="utf-8")
     metrics = tmp_path / "killed" / "metrics.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "polyinstruct", "train", str(cfg_path), "--no-progress"],
-                            env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    try:
-        while time.time() < deadline and proc.poll() is None:
-            rows = metrics.read_text().splitlines() if metrics.exists() else []
-            if len(rows) >= 5:  # past a checkpoint, before the end
-                break
-            time.sleep(0.02)
-        assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()[-2000:]}"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    # The child kills itself at a known point, mid-way through writing the step-6 checkpoint
+    # (steps 5 and 6 trained past the step-4 checkpoint), so the test never races the kill.
+    child = (
+        "import os, signal, sys\n"
+        "import polyinstruct.train.loop as L\n"
+        "orig = L.save_checkpoint\n"
+        "def save(acc, model, opt, sched, state, root, keep_last):\n"
+        "    if state['step'] == 6:\n"
+        "        tmp = root / '.tmp-step-00000006'\n"
+        "        tmp.mkdir(parents=True, exist_ok=True)\n"
+        "        (tmp / 'optimizer.pt').write_bytes(b'half a file')\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return orig(acc, model, opt, sched, state, root, keep_last)\n"
+        "L.save_checkpoint = save\n"
+        "from polyinstruct.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n")
+    proc = subprocess.run([sys.executable, "-c", child, "train", str(cfg_path), "--no-progress"], env=_env(),
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=600)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
     run = tmp_path / "killed"
     assert not (run / "budget.json").exists()
     ckpts = sorted(p.name for p in (run / "checkpoints").iterdir() if p.name.startswith("step-"))
-    assert ckpts and len(ckpts) <= 2  # keep_last
-    ckpt_step = int(ckpts[-1].split("-")[1])
+    assert ckpts == ["step-00000002", "step-00000004"]  # keep_last; the half-written step 6 is not one
+    ckpt_step = 4
     before = [r for r in metrics.read_text().splitlines() if json.loads(r)["step"] <= ckpt_step]
     resumed = train(killed_cfg)
     after = metrics.read_text().splitlines()
