@@ -54,6 +54,7 @@ def validate_file(path: str | os.PathLike, format: str | None = None, *, on_erro
         n = sum(1 for _ in stream)
     rejected = dict(stream.rejected)
     return {"path": str(path), "rows": stream.rows, "records": n, "unselected": stream.unselected,
+            "oasst_used": stream.oasst_used,
             "rejected": rejected, "rejected_total": sum(rejected.values()),
             "errors": list(stream.sink.messages), "output": str(output) if output else None,
             "rejects": str(rejects_path) if rejects_path and rejected else None,
@@ -72,7 +73,7 @@ def convert_file(src: str | os.PathLike, dst: str | os.PathLike, format: str | N
     n = write_records(stream, dst)
     rejected = dict(stream.rejected)
     return {"input": str(src), "output": str(dst), "rows": stream.rows, "records": n,
-            "unselected": stream.unselected, "rejected": rejected,
+            "unselected": stream.unselected, "oasst_used": stream.oasst_used, "rejected": rejected,
             "rejects": str(rejects_path) if rejected else None}
 
 

@@ -52,7 +52,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _print_counts(rep: dict[str, Any]) -> None:
-    unselected = f", {rep['unselected']} OASST messages on no chosen path" if rep.get("unselected") else ""
+    unselected = (f" (OASST messages: {rep.get('oasst_used', 0)} in these records, {rep['unselected']} on no chosen "
+                  "path)") if rep.get("unselected") or rep.get("oasst_used") else ""
     print(f"{rep['path'] if 'path' in rep else rep['input']}: {rep.get('rows', '?')} rows read, {rep['records']} "
           f"valid, {sum(rep['rejected'].values())} rejected{unselected}")
     for kind, n in sorted(rep["rejected"].items(), key=lambda kv: -kv[1]):
