@@ -39,6 +39,7 @@ def _check_case(path: Path, case: dict, tmp_path: Path) -> None:
     n_rejects = sum(case["rejects"].values())
     if "unselected" in case:  # OASST table: every message is on an output path, unselected, or rejected
         assert rep["unselected"] == case["unselected"]
+        assert rep["rows"] == rep["oasst_used"] + rep["unselected"] + n_rejects
     else:
         assert rep["rows"] == rep["records"] + n_rejects  # in = out + rejects
     # the rejects file: one valid JSON line per reject, each located at a line of this file
