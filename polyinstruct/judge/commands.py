@@ -43,6 +43,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     j.add_argument("--no-progress", action="store_true")
     j.set_defaults(func=_judge)
 
+    ae = sub.add_parser("judge-alpacaeval", help="AlpacaEval pairwise judging: win rate and length-controlled "
+                        "win rate against a reference system",
+                        description="Pairwise judging with AlpacaEval's own annotator prompt and parser, read from "
+                                    "the installed alpaca-eval package (extra 'alpaca-eval'); writes "
+                                    "annotations.jsonl and summary.json.")
+    ae.add_argument("predictions", help="candidate predictions JSONL (id, messages, response[, reference])")
+    ae.add_argument("--out", required=True, help="output folder")
+    ae.add_argument("--judge", required=True, help="judge config YAML, or a model name on $OPENAI_BASE_URL")
+    ae.add_argument("--reference", help="the reference system's predictions JSONL (same ids); default: the "
+                                        "predictions' 'reference' field")
+    ae.add_argument("--annotator", default="alpaca_eval_gpt4", help="AlpacaEval annotator config name")
+    ae.add_argument("--seed", type=int, default=0, help="seed of the per-prompt output order (recorded)")
+    ae.add_argument("--no-progress", action="store_true")
+    ae.set_defaults(func=_alpaca_eval)
+
     a = sub.add_parser("judge-agreement", help="human-human and human-LLM agreement from a human score file",
                        description="Annotator agreement (exact, Cohen's kappa; pairwise ties count half) and, with "
                                    "--judgments, system-level Pearson per language between humans and the judge.")
@@ -94,6 +109,15 @@ def _judge(args: argparse.Namespace) -> int:
     with open(f"{args.out}/summary.md", encoding="utf-8") as f:
         print(f.read())
     print(json.dumps({k: summary[k] for k in ("n", "scored", "cached", "unparsed", "errors", "usage")}))
+    return 0
+
+
+def _alpaca_eval(args: argparse.Namespace) -> int:
+    from polyinstruct.judge.alpacaeval import run_alpaca_eval
+
+    summary = run_alpaca_eval(args.predictions, args.out, judge=args.judge, annotator=args.annotator,
+                              reference_path=args.reference, seed=args.seed, progress=not args.no_progress)
+    print(json.dumps(summary, indent=2))
     return 0
 
 
