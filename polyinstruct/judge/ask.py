@@ -40,6 +40,12 @@ def generate_each(backend: Any, conversations: list[list[dict[str, str]]], param
             outs: list[Any] = list(backend.generate(chunk, params))
         except PolyinstructError as e:
             outs = [e] * len(chunk)
+        except Exception as e:  # noqa: BLE001 - e.g. out of memory: these items fail, the run goes on
+            log.warning("judge backend failed on items %d-%d: %s: %s", start, start + len(chunk) - 1,
+                        type(e).__name__, e)
+            outs = [PolyinstructError(f"{type(e).__name__}: {e}")] * len(chunk)
+        if len(outs) != len(chunk):
+            outs = [PolyinstructError(f"backend returned {len(outs)} replies for {len(chunk)} prompts")] * len(chunk)
         for j, g in enumerate(outs):
             on_result(start + j, g)
 

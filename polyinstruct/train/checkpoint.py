@@ -73,15 +73,20 @@ def set_rng_state(s: dict[str, Any]) -> None:
 
 
 def list_checkpoints(ckpt_root: Path) -> list[tuple[int, Path]]:
-    """Complete step checkpoints, oldest first (temp folders are ignored)."""
+    """Complete step checkpoints, oldest first (temp folders are ignored; an ``.old-step-N`` left by a
+    kill while ``step-N`` was being re-saved stands in for it)."""
     if not ckpt_root.is_dir():
         return []
-    out = []
+    out: dict[int, Path] = {}
     for p in ckpt_root.iterdir():
         m = _STEP_DIR.match(p.name)
         if m and (p / "state.json").exists():
-            out.append((int(m.group(1)), p))
-    return sorted(out)
+            out[int(m.group(1))] = p
+    for p in ckpt_root.glob(".old-step-*"):  # a re-save of the same step killed between its renames
+        m = _STEP_DIR.match(p.name[len(".old-"):])
+        if m and int(m.group(1)) not in out and (p / "state.json").exists():
+            out[int(m.group(1))] = p
+    return sorted(out.items())
 
 
 def _engine_managed(accelerator) -> bool:
@@ -113,10 +118,13 @@ def save_checkpoint(accelerator, model, optimizer, scheduler, state: dict[str, A
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         write_json(tmp / "state.json", state)
         _fsync_dir(tmp)
-        if final.exists():
-            shutil.rmtree(final)
+        prev = ckpt_root / f".old-{name}"
+        if final.exists():  # the same step saved again: keep a complete copy on disk at every instant
+            shutil.rmtree(prev, ignore_errors=True)
+            os.replace(final, prev)
         os.replace(tmp, final)
         _fsync_dir(ckpt_root)
+        shutil.rmtree(prev, ignore_errors=True)
         for _, old in list_checkpoints(ckpt_root)[:-keep_last]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()

@@ -163,3 +163,25 @@ def test_a_crash_while_replacing_best_never_leaves_the_run_without_it(tmp_path, 
     assert sorted(p.name for p in root.iterdir()) == ["best"]
     save_best(_fake_acc(), model, {"step": 3}, root)  # and the next replacement works as usual
     assert ck.load_best_weights(fresh, root) == {"step": 3}
+
+
+def test_a_crash_while_re_saving_the_same_step_keeps_a_complete_checkpoint(tmp_path, monkeypatch):
+    acc, model, opt, sched = _setup(tmp_path)
+    root = tmp_path / "ck"
+    save_checkpoint(acc, model, opt, sched, {"step": 3}, root, keep_last=1)
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if Path(dst).name == "step-00000003" and Path(src).name.startswith(".tmp-"):
+            raise _Crash  # the old step-3 moved aside, the new one not yet in place
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(ck.os, "replace", replace)
+    with pytest.raises(_Crash):
+        save_checkpoint(acc, model, opt, sched, {"step": 3}, root, keep_last=1)
+    monkeypatch.setattr(ck.os, "replace", real_replace)
+    assert not (root / "step-00000003").exists()
+    [(step, path)] = ck.list_checkpoints(root)
+    assert step == 3 and load_checkpoint(acc, model, opt, sched, path) == {"step": 3}
+    save_checkpoint(acc, model, opt, sched, {"step": 3}, root, keep_last=1)  # and the next save tidies up
+    assert sorted(p.name for p in root.iterdir()) == ["step-00000003"]
