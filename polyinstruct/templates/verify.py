@@ -68,6 +68,14 @@ def verify_labels(items: list[tuple[dict, list[str]]], tokenizer: Any, info: Any
     for (row, expected), spans in zip(items, got):
         if spans == expected:
             continue
+        first = next((k for k, lab in enumerate(row["labels"]) if lab != IGNORE_INDEX), None)
+        if prefix and first is not None and (first == 0 or (first == 1 and row["input_ids"][0] == info.bos_id)):
+            # train_on_inputs: a span that starts the sequence was encoded without the sentinel, so it
+            # decodes without one (its SentencePiece dummy prefix is the sequence start, not a space)
+            spans = [info.decode(tokenizer, [s])[0] for s in labelled_spans(row["input_ids"], row["labels"])[:1]] + \
+                spans[1:]
+            if spans == expected or "".join(spans) == "".join(expected):
+                continue
         # adjacent assistant turns with no scaffolding between them form one span
         joined_got, joined_exp = "".join(spans), "".join(expected)
         if joined_got == joined_exp:

@@ -63,3 +63,13 @@ def test_train_on_inputs_labels_the_whole_sequence(tiny_tokenizer, tmp_path):
     labelled = [i for i, lab in zip(whole["input_ids"], whole["labels"]) if lab != IGNORE_INDEX]
     decoded = tiny_tokenizer.decode(labelled, skip_special_tokens=False, clean_up_tokenization_spaces=False)
     assert "### Input:" in decoded and "Bonjour" in decoded
+
+
+def test_train_on_inputs_with_a_sentencepiece_tokenizer(tmp_path):
+    from polyinstruct.models.tiny import build_tiny_sentencepiece_tokenizer
+
+    tok = build_tiny_sentencepiece_tokenizer(tmp_path / "sp")
+    rec = _record(tmp_path)
+    for name in ("alpaca", "tulu", "llama2"):
+        whole = tokenize_conversation(rec, tok, load_template(name), train_on_inputs=True)  # verified spans
+        assert whole["labels"].count(IGNORE_INDEX) <= 1
