@@ -73,3 +73,15 @@ def test_train_on_inputs_with_a_sentencepiece_tokenizer(tmp_path):
     for name in ("alpaca", "tulu", "llama2"):
         whole = tokenize_conversation(rec, tok, load_template(name), train_on_inputs=True)  # verified spans
         assert whole["labels"].count(IGNORE_INDEX) <= 1
+
+
+def test_training_config_field_reaches_tokenization(tiny_tokenizer, tmp_path):
+    from polyinstruct.train.config import TrainConfig
+    from polyinstruct.train.data import tokenize
+
+    base = {"model": "tiny", "data": ["x.jsonl"], "output_dir": str(tmp_path / "run"), "template": "alpaca"}
+    rec, t = _record(tmp_path), load_template("alpaca", tiny_tokenizer)
+    (whole,) = tokenize([rec], tiny_tokenizer, t, TrainConfig.model_validate({**base, "train_on_inputs": True}))
+    (answer,) = tokenize([rec], tiny_tokenizer, t, TrainConfig.model_validate(base))
+    assert whole["input_ids"] == answer["input_ids"]
+    assert sum(x != IGNORE_INDEX for x in whole["labels"]) > sum(x != IGNORE_INDEX for x in answer["labels"])
