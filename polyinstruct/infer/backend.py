@@ -30,7 +30,7 @@ class DecodingParams:
         return asdict(self)
 
 
-# Named presets (SEEDS.md sections 2 and 3).
+# Named presets (studies 2 and 3, docs/studies.md).
 DECODING_PRESETS: dict[str, DecodingParams] = {
     "greedy": DecodingParams(),
     # Alpaca-CoT's generate/predict defaults.

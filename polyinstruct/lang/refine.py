@@ -1,7 +1,7 @@
 """Orthographic tie-breakers for the two language pairs statistical LID confuses.
 
 fastText's lite model calls most Norwegian Danish, and short Bulgarian Russian
-(OFFLINE_ASSETS.md). Both pairs differ in spelling rules a few words reveal, so
+(docs/judging.md, "Language identification"). Both pairs differ in spelling rules a few words reveal, so
 when an identifier's top label falls in one of these clusters we count marker
 words/letters and switch only when the evidence clearly points the other way.
 Two script facts are used the same way: lid.176 labels some Mandarin as Wu

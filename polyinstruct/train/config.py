@@ -20,7 +20,7 @@ from polyinstruct.registry import suggest
 METHODS = ("full", "lora", "qlora", "adalora", "ia3", "prefix_tuning", "prompt_tuning", "p_tuning")
 PROMPT_LEARNING = ("prefix_tuning", "prompt_tuning", "p_tuning")
 
-# SEEDS.md sections 1 and 3. Values are defaults; explicit fields win.
+# Studies 1 and 3 (docs/studies.md). Values are defaults; explicit fields win.
 PRESETS: dict[str, dict[str, Any]] = {
     # Chen, Ji et al.: LoRA on q,k,v; r 8, alpha 16, dropout 0.05; batch 128; 5 epochs;
     # lr 3e-4; best checkpoint by validation cross-entropy.
