@@ -33,7 +33,7 @@ def test_quickstart_print_config_is_the_valid_built_in_config(capsys, tmp_path):
     assert main(["quickstart", "--print-config"]) == 0
     text = capsys.readouterr().out
     cfg = load_experiment_config(_write(tmp_path, yaml.safe_load(text)))
-    assert cfg.arms == ["base", "multi", "multi-down"] and "bn" in cfg.eval_languages
+    assert cfg.arms == ["base", "en-only", "multi", "multi-down"] and "bn" in cfg.eval_languages
 
 
 def test_report_command_prints_the_report_path(tmp_path, capsys):

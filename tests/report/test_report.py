@@ -174,3 +174,13 @@ def test_report_renders_in_headless_chromium(tmp_path):
     dom = subprocess.run([chromium, *flags, "--dump-dom", html_path.as_uri()], check=True,
                          capture_output=True, timeout=120, text=True).stdout
     assert dom.count("<table") >= 4 and dom.count("<img") >= 4
+
+
+def test_quickstart_prints_where_the_time_went(tmp_path):
+    from polyinstruct.experiment.quickstart import BUDGET_S, quickstart_config, time_summary
+
+    text = time_summary(_fake_experiment(tmp_path))
+    assert "[time] 12 s in all (budget 600 s" in text and "train 7 s (56%), predict 6 s (44%)" in text
+    assert BUDGET_S == 600 and "no provenance.json" in time_summary(tmp_path / "missing")
+    # the quickstart shows study 1's headline contrast: the English-only arm beside base and multilingual
+    assert quickstart_config()["arms"] == ["base", "en-only", "multi", "multi-down"]
