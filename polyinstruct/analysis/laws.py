@@ -41,6 +41,7 @@ class Law:
     from_params: Callable[[Sequence[float]], tuple[np.ndarray, float | None]]
     q_range: Callable[[np.ndarray], tuple[float, float]] | None = None
     description: str = ""
+    concave_when: Callable[[Sequence[float]], bool] | None = None  # None: never assumed concave
 
     def predict(self, x: Sequence[float] | np.ndarray | float, params: Sequence[float]) -> np.ndarray:
         lin, q = self.from_params(params)
@@ -48,11 +49,10 @@ class Law:
 
     def increasing_concave(self, params: Sequence[float]) -> bool:
         """True when the fitted curve rises with diminishing returns on x >= 0 (allocation's condition)."""
-        return _LAW_SHAPES[self.name](params)
+        return bool(self.concave_when(params)) if self.concave_when else False
 
 
 LAWS: Registry[Law] = Registry("scaling law")
-_LAW_SHAPES: dict[str, Callable[[Sequence[float]], bool]] = {}
 
 
 def _log_basis(x: np.ndarray, c: float | None) -> np.ndarray:
@@ -71,8 +71,8 @@ LAWS.register("log", Law(
     from_params=lambda p: (np.array([p[0], p[1]], dtype=float), float(p[2])),
     q_range=lambda x: (1e-3, 1e3 * max(float(x.max()), 1.0)),
     description="the cross-lingual study's logarithmic law in data size (x = 0 allowed through c > 0)",
+    concave_when=lambda p: p[1] > 0,
 ))
-_LAW_SHAPES["log"] = lambda p: p[1] > 0
 
 LAWS.register("log1p", Law(
     name="log1p",
@@ -82,8 +82,8 @@ LAWS.register("log1p", Law(
     to_params=lambda lin, _: (float(lin[0]), float(lin[1])),
     from_params=lambda p: (np.array([p[0], p[1]], dtype=float), None),
     description="the logarithmic law with its offset fixed at 1 (two parameters: for grids with few sizes)",
+    concave_when=lambda p: p[1] > 0,
 ))
-_LAW_SHAPES["log1p"] = lambda p: p[1] > 0
 
 LAWS.register("power", Law(
     name="power",
@@ -94,8 +94,8 @@ LAWS.register("power", Law(
     from_params=lambda prm: (np.array([prm[0], prm[1]], dtype=float), float(prm[2])),
     q_range=lambda x: (1e-3, 5.0),
     description="saturating power law: approaches the ceiling e as data grows",
+    concave_when=lambda p: p[1] > 0 and p[2] > 0,
 ))
-_LAW_SHAPES["power"] = lambda p: p[1] > 0 and p[2] > 0
 
 
 def alpha_gamma_beta(params: Sequence[float]) -> dict[str, float] | None:
