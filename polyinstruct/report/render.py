@@ -46,8 +46,14 @@ def _sections(data: ExperimentData, out_dir: Path) -> list[tuple[str, str, list,
                 " the same n). Columns marked * are languages not seen in training; pooled columns resample"
                 " the answers of all those languages together.")
         if m.key == "lang_match_rate":
-            note += (" Language ID of the answer vs the prompt's language; read it with the echo and"
-                     " undetermined rates: an answer that repeats the prompt is in the prompt's language too.")
+            note += (" Study 1's headline (docs/studies.md): language ID of the answer vs the prompt's language;"
+                     " an answer that repeats the prompt is not counted as in language, and an answer whose"
+                     " language is undetermined counts as not in language (the tables below show both).")
+        if m.kind == "judge":
+            policies = sorted({str(r.get("judge_language_policy")) for r in data.results
+                               if r.get("judge_language_policy")})
+            if policies:
+                note += f" Language penalty policy: {', '.join(policies)}."
         out.append((m.title, note, header, rows, img))
         dh, drows = tables.difference_table(data, m)
         if drows:
@@ -71,6 +77,9 @@ def _sections(data: ExperimentData, out_dir: Path) -> list[tuple[str, str, list,
     img = plots.loss_curves(data, out_dir / "loss.png")
     if img:
         out.append(("Training loss", "Mean cross-entropy per assistant (loss-bearing) token.", [], None, img))
+    from polyinstruct.report.analysis_section import analysis_sections  # scaling, allocation, alignment, fertility
+
+    out += analysis_sections(data, out_dir)
     return out
 
 

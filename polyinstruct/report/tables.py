@@ -12,9 +12,11 @@ from polyinstruct.stats import Interval
 
 # Titles of the rates scoring writes (any other ``*_rate`` field gets a table under its own name).
 RATE_TITLES = {
-    "lang_match_rate": "answers in the prompt's language (%)",
-    "prompt_echo_rate": "answers that repeat the prompt (%)",
+    "lang_match_rate": "answers in the prompt's language, echoes excluded (%)",
+    "lang_mismatch_rate": "answers in another language (%)",
     "lang_undetermined_rate": "answers whose language is undetermined (%)",
+    "prompt_echo_rate": "answers that repeat the prompt (%)",
+    "lang_match_raw_rate": "answers in the prompt's language by language ID alone, echoes included (%)",
 }
 # Judge fields per answer (judge/judgments.jsonl): (field, title).
 JUDGE_FIELDS = [("score", "judge score per answer (before LID penalty)"),

@@ -71,7 +71,7 @@ def test_rate_table_shows_estimate_interval_and_n(tmp_path):
     assert rows[0][:2] == ["base", "25.0 [0.0, 75.0]"]
     # fields scoring adds are shown without a report change; judge scores per answer too
     keys = [m.key for m in metrics(data)]
-    assert keys[:3] == ["lang_match_rate", "prompt_echo_rate", "lang_undetermined_rate"]
+    assert keys[:3] == ["lang_match_rate", "lang_undetermined_rate", "prompt_echo_rate"]
     assert "chrf" in keys and "final_score" in keys
 
 
@@ -111,12 +111,13 @@ def test_rate_chart_has_error_bars_and_starts_at_zero(tmp_path):
     assert len(ax.containers) >= 2 and any(getattr(c, "has_yerr", False) for c in ax.containers)
 
 
+@pytest.mark.slow  # renders every chart (a few seconds on an idle machine)
 def test_report_md_and_html_contain_tables_plots_samples_and_provenance(tmp_path):
     root = _fake_experiment(tmp_path)
     html_path = write_report(root)
     html = html_path.read_text(encoding="utf-8")
     md = (root / "report" / "report.md").read_text(encoding="utf-8")
-    for title in ("answers in the prompt's language (%)", "differences between arms", "chrF vs reference",
+    for title in ("answers in the prompt's language, echoes excluded (%)", "differences between arms", "chrF vs reference",
                   "judge score per answer (after LID penalty)", "Language robustness", "Budget per arm",
                   "Training loss", "Sample answers", "Provenance"):
         assert title in md and title.replace("'", "&#x27;") in html
@@ -133,6 +134,7 @@ def test_report_md_and_html_contain_tables_plots_samples_and_provenance(tmp_path
     assert "multi answer 1 in fr" in html and "lang='bn'" in html
 
 
+@pytest.mark.slow  # renders every chart (a few seconds on an idle machine)
 def test_report_says_when_provenance_or_fonts_are_missing(tmp_path, monkeypatch):
     root = _fake_experiment(tmp_path, provenance=False)
     monkeypatch.setattr(plots, "available_fonts", lambda: ["DejaVu Sans"])
