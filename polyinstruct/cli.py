@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "polyinstruct.train.commands",
     "polyinstruct.infer.commands",
     "polyinstruct.judge.commands",
+    "polyinstruct.eval.commands",
     "polyinstruct.models.commands",
     "polyinstruct.experiment.commands",
     "polyinstruct.report.commands",
