@@ -15,7 +15,8 @@ chatting, serving, judging and experiments take minutes, a trained run, a server
 network (tests/train, tests/infer, tests/judge, tests/experiment cover them); ``models
 prepare`` converts a GGUF package (about a minute); ``data validate/convert/chunk/clean/mix``,
 ``tokenize``, ``annotate`` and ``lid --jsonl`` read the user's own files; commands with
-placeholder arguments (``...``, ``path/to/...``, ``$VAR``) cannot run as written.
+placeholder arguments (``...``, ``path/to/...``, ``$VAR``) or input files that are not in the
+repository (the user's data, or a file an earlier example makes) cannot run as written.
 ``validate examples/train/quickstart_lora.yaml`` runs with the tiny local model in place of the
 packaged one (preparing that takes a minute); everything else runs exactly as written.
 """
@@ -102,10 +103,18 @@ def _commands():
 COMMANDS = _commands()
 
 
+OUTPUT_OPTIONS = ("--out", "--output-dir", "--save")
+INPUT_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".yaml", ".yml", ".sqlite", ".txt")
+
+
 def _classify(argv: list[str]) -> str | None:
     """None when the example runs here, else why not."""
     if any(PLACEHOLDER.search(a) for a in argv):
         return "placeholder argument"
+    for i, a in enumerate(argv):
+        is_output = i > 0 and argv[i - 1] in OUTPUT_OPTIONS
+        if not is_output and a.endswith(INPUT_SUFFIXES) and "=" not in a and not (ROOT / a).exists():
+            return f"reads {a}, the user's file or one an earlier step makes"
     for prefix, why in EXCLUDED.items():
         if tuple(a for a in argv if a in prefix) == prefix and argv[0] == prefix[0]:
             if prefix == ("train",) and "--help" in argv:

@@ -31,6 +31,9 @@ def validate(config: "str | os.PathLike | dict | TrainConfig", overrides: list[s
     cfg = load_train_config(config, overrides)
     file = str(config) if isinstance(config, (str, os.PathLike)) else None
     preflight(cfg, file)
+    from polyinstruct.train.run import check_same_run, is_finished
+
+    check_same_run(cfg, Path(cfg.output_dir))  # a changed config for an existing run: train would refuse it
     try:
         path = resolve_model_path(cfg.model)
     except PolyinstructError as e:
@@ -56,6 +59,9 @@ def validate(config: "str | os.PathLike | dict | TrainConfig", overrides: list[s
         "steps_per_epoch": plan.steps_per_epoch, "grad_accum": plan.grad_accum, "processes": world,
         "datasets": [{k: m[k] for k in ("name", "split", "conversations")} for m in manifest],
         "output_dir": str(Path(cfg.output_dir)),
+        "output_dir_state": ("finished: train returns it as is" if is_finished(cfg.output_dir) and cfg.resume != "never"
+                             else "holds a run: train starts over (resume: never)" if is_finished(cfg.output_dir)
+                             else "new or interrupted: train starts or resumes"),
     }
 
 

@@ -50,6 +50,10 @@ def test_finished_run_with_changed_config_is_refused_naming_the_fields(base_conf
     assert "lr: 0.001 -> 5" in err and "missing.jsonl" in err and "data:" in err
     assert "output_dir" in err and "resume=never" in err  # the ways out
     assert (run / "budget.json").stat().st_mtime_ns == stamp  # nothing touched
+    rc, out, err = _cli(capsys, "validate", cfg_path, "lr=5")  # validate says what train would say
+    assert rc == 1 and "lr: 0.001 -> 5.0" in err
+    rc, out, err = _cli(capsys, "validate", cfg_path)
+    assert rc == 0 and json.loads(out)["output_dir_state"].startswith("finished")
     assert (run / "fingerprint.json").is_file()
 
     # settings that do not change the weights never block the reuse
