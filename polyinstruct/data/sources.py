@@ -44,6 +44,7 @@ MAX_CSV_CELL = 1 << 30
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
 _ESCAPED = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, as errors="surrogateescape" keeps them
 _JSON_BRACKET = re.compile(rb"[\[\]{}]")
+_LONG_NUMBER = re.compile(rb"\d{19,}")  # may not fit 64 bits (in a string it only costs a slower parse)
 
 
 def json_depth(data: bytes) -> int:
@@ -168,7 +169,9 @@ def _iter_jsonl(f: Path) -> Iterator[RawRow]:
                              data[:200].decode("utf-8", "replace") + "...")
                 continue
             try:
-                row = _loads(data)
+                # orjson reads an integer beyond 64 bits as a float (silently rounded): such lines go
+                # through the standard module, which keeps it exact
+                row = json.loads(data) if _LONG_NUMBER.search(data) else _loads(data)
             except _JSON_ERRORS as e:
                 try:
                     text = data.decode("utf-8").rstrip("\r\n")

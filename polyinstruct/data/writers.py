@@ -46,7 +46,11 @@ def _write_jsonl(records: Iterable[Any], path: Path) -> int:
         with atomic_open(path, "wb") as f:
             buf = []
             for r in records:
-                buf.append(orjson.dumps(_as_dict(r)))
+                d = _as_dict(r)
+                try:
+                    buf.append(orjson.dumps(d))
+                except TypeError:  # an integer beyond 64 bits (valid JSON): the standard module writes it exactly
+                    buf.append(json.dumps(d, ensure_ascii=False, allow_nan=False).encode("utf-8"))
                 n += 1
                 if len(buf) >= 1024:
                     buf.append(b"")

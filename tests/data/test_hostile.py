@@ -51,7 +51,7 @@ def _check_case(path: Path, case: dict, tmp_path: Path) -> None:
     # the output re-reads unchanged, with unique ids
     again = [c.to_dict() for c in read_records(out)] if case["valid"] else []
     assert len(again) == case["valid"]
-    assert len({r["id"] for r in again}) == len(again)
+    assert len({(r["id"], r.get("language")) for r in again}) == len(again)
     if case["valid"]:
         assert [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()] == again
 
@@ -90,6 +90,13 @@ def test_json_lookalike_csv_cells_stay_text():
     recs = {r.id: [m.content for m in r.messages] for r in read_records(HOSTILE / "json_lookalike_cells.csv")}
     case = next(c for c in CASES if c["file"] == "json_lookalike_cells.csv")
     assert {f"json_lookalike_cells-{line}": v for line, v in case["exact"].items()} == recs
+
+
+def test_integers_beyond_64_bits_are_kept_exactly(tmp_path):
+    case = next(c for c in CASES if c["file"] == "big_integers.jsonl")
+    out = tmp_path / "big.jsonl"
+    api.convert_file(HOSTILE / "big_integers.jsonl", out)
+    assert [r.meta for r in read_records(out)] == case["exact_meta"]  # not rounded through a float
 
 
 def test_one_line_json_array_gets_unique_ids():
@@ -138,7 +145,19 @@ _role = st.sampled_from(["user", "assistant", "system", "developer", "robot"]) |
 _message = st.fixed_dictionaries({"role": _role, "content": _text | _json},
                                  optional={"language": st.sampled_from(["en", "no", "../x"]) | _json,
                                            "input": _text | _json})
+_word = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc", "Zs", "Zl", "Zp")), min_size=1,
+                max_size=10)
+_valid = st.one_of(  # well-formed records with awkward text: kept, and written back unchanged
+    st.fixed_dictionaries({"messages": st.tuples(_word, _word).map(
+        lambda t: [{"role": "user", "content": t[0]}, {"role": "assistant", "content": t[1]}])},
+        optional={"id": st.integers(0, 5) | _word, "tags": st.lists(_word, max_size=2),
+                  "meta": st.dictionaries(_word, st.integers() | _word | st.floats(allow_nan=False,
+                                                                                   allow_infinity=False), max_size=2),
+                  "language": st.sampled_from(["en", "no", "zh-Hans"])}),
+    st.fixed_dictionaries({"instruction": _word, "output": _word},
+                          optional={"input": _word, "system": _word, "id": st.integers(0, 5)}))
 _record = st.one_of(
+    _valid,
     st.fixed_dictionaries({"messages": st.lists(_message, max_size=4) | _json},
                           optional={"id": st.integers(0, 3) | _text | _json, "source": _text | _json,
                                     "license": _text | _json, "tags": st.lists(_text | _json, max_size=2) | _json,
@@ -164,7 +183,7 @@ def test_random_records_are_kept_or_rejected_with_a_location(records, as_array, 
     TALLY["kept"] += len(out)
     TALLY["rejected"] += stream.sink.total
     assert stream.rows == len(records) == len(out) + stream.sink.total  # nothing lost, nothing duplicated
-    assert len({r["id"] for r in out}) == len(out)
+    assert len({(r["id"], r.get("language")) for r in out}) == len(out)
     for msg in stream.sink.messages:
         m = LOCATED.match(msg)
         assert m and m["path"] == str(path) and 1 <= int(m["line"]) <= len(records) + 1, msg

@@ -129,6 +129,11 @@ def build() -> list[dict[str, Any]]:
         _line({"instruction": "a", "output": "b", "history": "oops"}),
         _line({"instruction": "a", "output": "b", "history": [["q", 1]]}),
         _line({"instruction": "a", "output": "b", "history": [["q", "r"]]})]) + "\n", 3, 1, {"bad-type": 2})
+    case("big_integers.jsonl", "\n".join([
+        '{"instruction": "a", "output": "b", "meta": {"n": 123456789012345678901234567890}}',
+        '{"instruction": "a", "output": "b", "meta": {"n": -18446744073709551617, "x": "12345678901234567890"}}'])
+         + "\n", 2, 2, {}, exact_meta=[{"n": 123456789012345678901234567890},
+                                      {"n": -18446744073709551617, "x": "12345678901234567890"}])
     (HERE / "latin1.csv").write_bytes(b"instruction,output\nok,fine\ncaf\xe9 au lait,x\nmore,rows\n")
     CASES.append({"file": "latin1.csv", "rows": 3, "valid": 2, "rejects": {"invalid-utf8": 1}})
     (HERE / "not_parquet.parquet").write_bytes(b"PAR1 this is not a Parquet file")
