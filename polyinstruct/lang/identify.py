@@ -226,7 +226,7 @@ class LinguaIdentifier(LanguageIdentifier):
             from lingua import IsoCode639_1, LanguageDetectorBuilder
         except ImportError as e:
             raise MissingDependencyError(
-                "the lingua LID backend needs `pip install 'polyinstruct[lid]'` (lingua-language-detector)") from e
+                "the lingua LID backend needs `pip install lingua-language-detector`") from e
         if languages:
             codes = [getattr(IsoCode639_1, c.upper()) for c in _expand_lingua(languages)]
             builder = LanguageDetectorBuilder.from_iso_codes_639_1(*codes)
