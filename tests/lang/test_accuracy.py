@@ -42,3 +42,18 @@ def test_default_identifier_on_the_heldout_set(capsys):
     assert set(res["per_language"]) == LANGS
     assert res["n"] >= 8 * 50
     assert min(res["per_language"].values()) >= 0.95, res["errors"]
+
+
+def test_heldout_rows_are_checked(tmp_path):
+    import pytest
+
+    from polyinstruct.errors import DataError
+    from polyinstruct.lang.accuracy import load_heldout_texts
+
+    (tmp_path / "no.jsonl").write_text('{"id": "a", "language": "no", "text": "Hei på deg, hvordan går det?"}\n'
+                                      '{"id": "b", "language": "no", "text": ""}\n', encoding="utf-8")
+    with pytest.raises(DataError) as e:
+        load_heldout_texts(tmp_path)
+    assert "no.jsonl" in str(e.value) and "2" in str(e.value) and "text" in str(e.value)
+    (tmp_path / "no.jsonl").write_text('{"id": "a", "language": "nb", "text": "Hei", "batch": 2}\n', encoding="utf-8")
+    assert load_heldout_texts(tmp_path) == [("a", "no", "Hei")] and load_heldout_texts(tmp_path, batch=1) == []
