@@ -70,9 +70,10 @@ def _opt_str(row: dict[str, Any], field: str) -> str:
 
 
 def _user(instruction: str, extra: str) -> dict[str, Any]:
-    """A user message; a non-blank ``extra`` (Alpaca input, Dolly context) is kept as its ``input``."""
+    """A user message; a non-empty ``extra`` (Alpaca input, Dolly context) is kept as its ``input``, as is
+    (Stanford Alpaca's rule: an input is present unless it is the empty string)."""
     msg: dict[str, Any] = {"role": "user", "content": instruction}
-    if extra.strip():
+    if extra != "":
         msg["input"] = extra
     return msg
 
