@@ -139,6 +139,9 @@ def unknown_field_message(model: Any, loc: tuple) -> str:
 
     name = str(loc[-1])
     owner = _nested_model(model, loc[:-1])
+    moved = getattr(owner, "MOVED_FIELDS", {}).get(name) if owner is not None else None
+    if moved:  # a field that belongs in a section (an experiment's train:)
+        return f"unknown field Did you mean: {moved[0]}? ({moved[1]})"
     habit = getattr(owner, "HABIT_NAMES", {}).get(name) if owner is not None else None
     if habit:
         field, hint = habit if isinstance(habit, tuple) else (habit, "")

@@ -183,6 +183,7 @@ def check_reuse(cfg: ExperimentConfig, root: Path) -> None:
         return
     previous = None
     problems: list[str] = []
+    legacy: list[Cell] = []
     for cell in cfg.cells():
         cdir = root / "cells" / cell.name
         if not _has_outputs(cdir):
@@ -194,11 +195,14 @@ def check_reuse(cfg: ExperimentConfig, root: Path) -> None:
             if previous is None:
                 continue
             old = cell_fingerprint(previous, cell)
+            legacy.append(cell)
         problems += [f"cell {cell.name}: {d}" for d in differences(old, cell_fingerprint(cfg, cell))]
     if problems:
         raise ConfigError(f"{root} holds results made with different settings:\n  " + "\n  ".join(problems)
                           + "\nTo keep them, set a new output_dir; to run this experiment again from scratch "
                           "here (deleting its cells and arms), add resume=never.", field="output_dir")
+    for cell in legacy:  # pin what they were checked against
+        write_cell_fingerprint(cfg, cell, root / "cells" / cell.name)
     stored = root / FINGERPRINT_FILE
     old_arms = read_json(stored).get("arms") if stored.is_file() else (
         arms_fingerprint(previous or _previous_config(root)) if (previous or _previous_config(root)) else None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -22,6 +22,9 @@ class ExperimentConfig(BaseModel):
     """Seed 1's budget-controlled grid: arms x evaluation languages."""
 
     model_config = ConfigDict(extra="forbid")
+
+    # Training fields written at the top level (or by their Hugging Face names) -> train.<field>.
+    MOVED_FIELDS: ClassVar[dict[str, tuple[str, str]]] = {}
 
     name: str = "experiment"
     output_dir: str = "runs/experiment"
@@ -144,3 +147,17 @@ class Cell(BaseModel):
     def arm_name(self) -> str:
         """The cell's name without its ``@size`` suffix (names its data file)."""
         return self.name.split("@", 1)[0]
+
+
+def _moved_fields() -> dict[str, tuple[str, str]]:
+    from polyinstruct.train.config import TrainConfig
+
+    own = set(ExperimentConfig.model_fields)
+    out = {f: (f"train.{f}", "training fields go under train:") for f in TrainConfig.model_fields if f not in own}
+    for habit, (field, _) in TrainConfig.HABIT_NAMES.items():
+        out.setdefault(habit, (f"train.{field}", f"training fields go under train:, and polyinstruct calls "
+                                                 f"the Hugging Face/TRL {habit} {field}"))
+    return out
+
+
+ExperimentConfig.MOVED_FIELDS = _moved_fields()

@@ -41,6 +41,7 @@ def _yaml(path, data) -> str:
     ({"train": {"learning_rate": 1e-4}}, ":train.learning_rate: unknown field Did you mean: lr?"),
     ({"train": {"global_batch_size": 10, "micro_batch_size": 4}}, ":train: global_batch_size (10) must be"),
     ({"train": {"method": "full"}}, ":train.method: set by the experiment's top-level method"),
+    ({"lr": 1e-3}, ":lr: unknown field Did you mean: train.lr? (training fields go under train:)"),
     ({"lid": "fasttext-lit"}, ":lid: unknown language identifier 'fasttext-lit'. Did you mean: fasttext-lite"),
     ({"train_languages": ["en", "../../x"]}, ":train_languages: '../../x' is not a language code"),
     ({"arms": ["mono-../x"]}, ":arms: '../x' is not a language code"),
@@ -94,6 +95,14 @@ def test_rerun_with_changed_settings_is_refused_per_cell_and_resume_never_starts
     assert "cell base: eval.max_new_tokens: 2 -> 3" in err and "cell base: train" not in err
     assert "output_dir" in err and "resume=never" in err
     assert (out / "experiment.yaml").read_text() == recorded  # a refused run writes nothing
+
+    # folders from before fingerprints are checked through the experiment.yaml they record
+    for fp in [out / "fingerprint.json", *(out / "cells").glob("*/fingerprint.json")]:
+        fp.unlink()
+    with pytest.raises(ConfigError, match="cell en-only: train.lr: 0.001 -> 0.5"):
+        run_experiment(path, ["train.lr=0.5"], report=False)
+    run_experiment(path, report=False)  # unchanged: passes, and the cells get their fingerprints
+    assert (out / "cells" / "base" / "fingerprint.json").is_file()
 
     # settings that change no result pass, and finished cells are kept
     run_experiment(path, ["eval.batch_size=1"], report=False)
