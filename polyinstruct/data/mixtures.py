@@ -46,10 +46,11 @@ class MixComponent:
     format: str | None = None
 
 
-def _open(comp: MixComponent, catalogue: Any) -> Iterator[Conversation]:
+def _open(comp: MixComponent, catalogue: Any, tokenizer: Any = None) -> Iterator[Conversation]:
     from polyinstruct.data import load_dataset
 
-    return load_dataset(comp.dataset, catalogue=catalogue, format=comp.format)
+    # the tokenizer also sizes a catalogue mixture's chunks (Tulu's 2,048-token ShareGPT chunks)
+    return load_dataset(comp.dataset, catalogue=catalogue, format=comp.format, tokenizer=tokenizer)
 
 
 def _repeat_sample(indices: list[int], k: int, rng: random.Random) -> list[int]:
@@ -123,7 +124,7 @@ def mix(components: Sequence[MixComponent | dict | str], out_dir: str | os.PathL
     infos = []
     for c in comps:
         lengths, langs, h = [], [], hashlib.sha256()
-        for conv in _open(c, catalogue):
+        for conv in _open(c, catalogue, tokenizer):
             lengths.append(conversation_tokens(conv, count))
             langs.append(conv.language or "unknown")
             h.update(json.dumps(conv.to_dict(), ensure_ascii=False, sort_keys=True).encode("utf-8"))
@@ -170,7 +171,7 @@ def mix(components: Sequence[MixComponent | dict | str], out_dir: str | os.PathL
         nonlocal tokens_out
         for c, info, pick in zip(comps, infos, picks):
             times = Counter(pick)
-            for i, conv in enumerate(_open(c, catalogue)):
+            for i, conv in enumerate(_open(c, catalogue, tokenizer)):
                 for _ in range(times.get(i, 0)):
                     langs_out[conv.language or "unknown"] += 1
                     tokens_out += info["lengths"][i]
