@@ -17,6 +17,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "polyinstruct"
 REVIEWED = {
     ("polyinstruct/annotate/app.py", "jinja2 Environment"):
         "renders only the package's own HTML templates (autoescape on); user text is data, never a template",
+    ("polyinstruct/eval/_sandbox_init.py", "exec"):
+        "code-execution benchmarks run generated programs on purpose, only inside the eval sandbox",
 }
 
 
@@ -61,6 +63,6 @@ def test_no_loader_in_the_package_can_run_code():
             if name in ("Environment", "NativeEnvironment") and (owner == "jinja2" or bare) \
                     and (str(rel), "jinja2 Environment") not in REVIEWED:
                 problems.append(f"{where}: unsandboxed jinja2 {name} (use jinja2.sandbox)")
-            if bare and name in ("eval", "exec"):
+            if bare and name in ("eval", "exec") and (str(rel), name) not in REVIEWED:
                 problems.append(f"{where}: {name}()")
     assert not problems, "\n".join(problems)

@@ -234,12 +234,12 @@ def test_hf_generation_stops_when_asked(hf_backend):
     assert all(g.completion_tokens <= 4 for g in gens) and calls["n"] >= 1
 
 
+@pytest.mark.slow
 def test_serve_cli_refuses_an_unset_api_key_env_and_bad_limits(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "NO_SUCH_KEY_VAR"}
     env["PYTHONPATH"] = str(ROOT)
     missing_model = str(tmp_path / "no-model")  # the checks come before any model is loaded
     for extra, words in [(["--api-key-env", "NO_SUCH_KEY_VAR"], "NO_SUCH_KEY_VAR is not set"),
-                         (["--max-prompts-per-request", "0"], "max_prompts_per_request: must be an integer >= 1"),
                          (["--max-queued-tokens", "-5"], "max_queued_tokens: must be an integer >= 1")]:
         proc = subprocess.run([sys.executable, "-m", "polyinstruct", "serve", missing_model, *extra],
                               env=env, capture_output=True, text=True, timeout=120)

@@ -152,6 +152,7 @@ def test_nothing_scored_writes_results_and_exits_nonzero_with_one_line(tmp_path)
     assert "| m | fr | 0 / 2 | – | – | – |" in md and "| 0 |" not in md.split("\n")[4]
 
 
+@pytest.mark.slow
 def test_cli_offline_judge_fails_fast_with_one_clear_line(tmp_path):
     preds = _preds(tmp_path / "p.jsonl", 12)
     with socket.socket() as s:  # a port nothing listens on
