@@ -144,6 +144,23 @@ def _solve(law: Law, x: np.ndarray, y: np.ndarray, q: float | None) -> tuple[np.
     return lin, float(r @ r)
 
 
+def _grid_sse(law: Law, x: np.ndarray, y: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Least-squares SSE at every grid value of ``q``; closed form for ``[1, z]`` bases (all built-in
+    laws: simple regression on centred values), one solve per value otherwise."""
+    first = law.basis(x, float(grid[0]))
+    if first.shape[1] != 2 or not np.all(first[:, 0] == 1.0):
+        return np.array([_solve(law, x, y, g)[1] for g in grid])
+    z = np.stack([law.basis(x, float(g))[:, 1] for g in grid])  # (G, n)
+    zc = z - z.mean(axis=1, keepdims=True)
+    yc = y - y.mean()
+    szz = (zc * zc).sum(axis=1)
+    szy = zc @ yc
+    syy = float(yc @ yc)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sse = np.where(szz > 1e-300, syy - szy * szy / szz, syy)
+    return np.maximum(sse, 0.0)
+
+
 def fit_law(law_name: str, x: Sequence[float], y: Sequence[float]) -> Fit:
     """Least-squares fit of one law; the nonlinear parameter (if any) is profiled globally."""
     law = LAWS.get(law_name)
@@ -156,7 +173,7 @@ def fit_law(law_name: str, x: Sequence[float], y: Sequence[float]) -> Fit:
 
         lo, hi = law.q_range(xa)
         grid = np.geomspace(lo, hi, 61)
-        sses = np.array([_solve(law, xa, ya, g)[1] for g in grid])
+        sses = _grid_sse(law, xa, ya, grid)
         i = int(np.argmin(sses))
         a, b = math.log(grid[max(i - 1, 0)]), math.log(grid[min(i + 1, len(grid) - 1)])
         best_q, best = float(grid[i]), float(sses[i])

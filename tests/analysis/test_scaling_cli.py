@@ -96,3 +96,31 @@ def test_experiment_with_a_size_axis_feeds_the_scaling_fit(tiny_model_dir, tmp_p
     assert main(["analyze", "scaling", str(root), "--laws", "log1p", "--resamples", "10"]) == 0
     study = json.loads((root / "analysis" / "scaling.json").read_text())
     assert {lang: [p[0] for p in pts] for lang, pts in study["points"].items()} == {"fr": [0, 2, 4]}
+
+
+def test_report_sections_appear_when_the_experiment_has_the_data(tmp_path, tiny_model_dir):
+    from polyinstruct.report.analysis_section import analysis_sections
+    from polyinstruct.report.load import ExperimentData
+
+    _write_results(tmp_path / "results.jsonl", {"fr": (10, 4, 3), "ru": (5, 6, 8)})
+    results = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    curve = [{"layer": i, "cos_parallel": 0.5, "cos_mismatched": 0.4, "cos_gap": 0.1 * i, "retrieval_en_xx": 0.2,
+              "retrieval_xx_en": 0.3, "cka": 0.5} for i in range(4)]
+    (tmp_path / "analysis" / "alignment").mkdir(parents=True)
+    (tmp_path / "analysis" / "alignment" / "alignment.json").write_text(json.dumps(
+        {"models": [{"model": "m", "label": "base", "layers": 4, "curves": {"fr": curve}}]}))
+    data = ExperimentData(root=tmp_path, config={"model": str(tiny_model_dir), "downsample_by": "tokens"},
+                          results=results)
+    sections = {s[0]: s for s in analysis_sections(data, tmp_path)}
+    assert set(sections) == {"Scaling laws", "Budget allocation from the fitted laws",
+                             "Layer-wise cross-lingual alignment", "Tokenizer fertility"}
+    scaling = sections["Scaling laws"]
+    assert {r[0] for r in scaling[3]} == {"fr", "ru"} and scaling[4].is_file()
+    alloc_rows = sections["Budget allocation from the fitted laws"][3]
+    assert sum(int(r[1]) for r in alloc_rows) == 128  # largest size x languages
+    assert sections["Layer-wise cross-lingual alignment"][3][0][:2] == ["base", "cos_gap"]
+    assert [r[0] for r in sections["Tokenizer fertility"][3]] == ["en", "fr", "ru"]
+    # an experiment without a size axis, alignment or token budgets gets none of them
+    plain = ExperimentData(root=tmp_path / "none", config={"model": "m", "downsample_by": "examples"},
+                           results=[{k: v for k, v in r.items() if k != "size"} for r in results])
+    assert analysis_sections(plain, tmp_path) == []
