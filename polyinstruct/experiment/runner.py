@@ -59,6 +59,9 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
         out["model"] = resolve_input_path(out["model"], base, by_suffix=False)
     if "template" in out:
         out["template"] = resolve_input_path(out["template"], base)
+    bench = (out.get("eval") or {}).get("benchmarks") if isinstance(out.get("eval"), dict) else None
+    if isinstance(bench, dict) and bench.get("data_dir"):
+        out["eval"] = {**out["eval"], "benchmarks": {**bench, "data_dir": resolve_input_path(bench["data_dir"], base)}}
     if isinstance(out.get("train"), dict):
         out["train"] = resolve_config_paths(out["train"], base)
     return out
@@ -181,6 +184,11 @@ def _run_cell(cfg: ExperimentConfig, cell: Cell, cdir: Path, root: Path, model_p
         rows = score_predictions(pred, identifier=load_identifier(cfg.lid), seen_languages=cfg.train_languages,
                                  judge_summary=judge_summary)
         write_json(cdir / "scores.json", {"cell": cell.name, "rows": rows})
+    # 4. benchmarks (eval.benchmarks): resumable per task inside cells/CELL/benchmarks/
+    if cfg.eval.benchmarks is not None:
+        from polyinstruct.eval.experiment import run_cell_benchmarks
+
+        run_cell_benchmarks(cfg.eval.benchmarks, model_for_predict, cdir / "benchmarks", label=cell.name, say=say)
 
 
 def _write_results(cfg: ExperimentConfig, root: Path, data_budget: dict[str, Any]) -> None:
@@ -238,7 +246,7 @@ class _printer:
     def __call__(self, msg: str) -> None:
         now = self._account()
         word = (msg.split() or ["other"])[0]
-        self.label = "cell" if word[:1] == "[" and "/" in word else word
+        self.label = "cell" if word[:1] == "[" and "/" in word else word.strip("[]")
         line = f"[{now - self.t0:7.1f}s] {msg}"
         print(line, flush=True) if self.progress else log.info(line)
 

@@ -186,3 +186,18 @@ def test_quickstart_prints_where_the_time_went(tmp_path):
     assert BUDGET_S == 600 and "no provenance.json" in time_summary(tmp_path / "missing")
     # the quickstart shows study 1's headline contrast: the English-only arm beside base and multilingual
     assert quickstart_config()["arms"] == ["base", "en-only", "multi", "multi-down"]
+
+
+def test_runner_progress_adds_up_seconds_per_stage(monkeypatch, capsys):
+    from polyinstruct.experiment import runner
+
+    clock = iter([0.0, 1.0, 3.0, 10.0, 11.0, 15.0, 20.0])
+    monkeypatch.setattr(runner.time, "monotonic", lambda: next(clock))
+    say = runner._printer(True)          # t0 = 0
+    say("[model] resolving m")           # 1
+    say("[1/2] base")                    # 3: model 2 s
+    say("  predict base on en")          # 10: cell 7 s
+    say("[2/2] multi")                   # 11: predict 1 s
+    say("  train multi on multi.jsonl")  # 15: cell 4 s
+    assert say.finish() == {"model": 2.0, "cell": 11.0, "predict": 1.0, "train": 5.0}
+    assert "[    1.0s] [model] resolving m" in capsys.readouterr().out
