@@ -36,7 +36,11 @@ def cmd_translate(args: argparse.Namespace) -> int:
     gates = GateConfig(lid=args.lid, min_ratio=args.min_ratio, max_ratio=args.max_ratio,
                        check_numbers=not args.no_number_check, back_translate=args.back_translate,
                        min_bt_chrf=args.min_bt_chrf)
+    import logging
+
     from polyinstruct.data import is_path_like
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would bury the progress bar
 
     if not is_path_like(args.src):  # fail before loading a model: a catalogue name, or a clear error
         from pathlib import Path
