@@ -78,6 +78,20 @@ def _user(instruction: str, extra: str) -> dict[str, Any]:
     return msg
 
 
+def _answer(row: dict[str, Any], field: str) -> list[dict[str, Any]]:
+    """The assistant turn from ``field``; absent, the record is prompt-only (an inference input) and
+    ``_answer_field`` lets the reader name the missing field when an answer is required."""
+    if row.get(field) is None:
+        return []
+    return [{"role": "assistant", "content": _req(row, field)}]
+
+
+def _prompt_only(rec: dict[str, Any], field: str) -> dict[str, Any]:
+    if rec["messages"][-1]["role"] != "assistant":
+        rec["_answer_field"] = field
+    return rec
+
+
 def _system(row: dict[str, Any]) -> list[dict[str, Any]]:
     """An optional ``system`` column (LLaMA-Factory): a string, or absent/empty."""
     v = row.get("system")
@@ -189,18 +203,18 @@ def _history(row: dict[str, Any]) -> list[dict[str, Any]]:
 def convert_alpaca(row: dict[str, Any]) -> dict[str, Any]:
     user = _user(_req(row, "instruction"), _opt_str(row, "input"))
     msgs = _system(row) + _history(row)
-    msgs += [user, {"role": "assistant", "content": _req(row, "output")}]
-    return {"messages": msgs}
+    msgs += [user] + _answer(row, "output")
+    return _prompt_only({"messages": msgs}, "output")
 
 
 def convert_dolly(row: dict[str, Any]) -> dict[str, Any]:
     # Dolly's "context"; GPTeacher and others write the same columns with Alpaca's "input"
     user = _user(_req(row, "instruction"), _opt_str(row, "context") or _opt_str(row, "input"))
-    rec: dict[str, Any] = {"messages": [user, {"role": "assistant", "content": _req(row, "response")}]}
+    rec: dict[str, Any] = {"messages": [user] + _answer(row, "response")}
     tags = _tag(row, "category")
     if tags:
         rec["tags"] = tags
-    return rec
+    return _prompt_only(rec, "response")
 
 
 def convert_prompt_completion(row: dict[str, Any]) -> dict[str, Any]:
@@ -223,12 +237,11 @@ def convert_prompt_completion(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def convert_flan(row: dict[str, Any]) -> dict[str, Any]:
-    rec: dict[str, Any] = {"messages": [{"role": "user", "content": _req(row, "inputs")},
-                                        {"role": "assistant", "content": _req(row, "targets")}]}
+    rec: dict[str, Any] = {"messages": [{"role": "user", "content": _req(row, "inputs")}] + _answer(row, "targets")}
     tags = _tag(row, "task_name", "_task_name", "task")
     if tags:
         rec["tags"] = tags
-    return rec
+    return _prompt_only(rec, "targets")
 
 
 _COT_FIELDS = {"question": ("question", "source"), "rationale": ("rationale", "chain_of_thought"),
@@ -466,6 +479,9 @@ class RecordStream:
         def finish(rec: dict[str, Any], src_row: dict[str, Any], default_id: str, src: str | None,
                    path: str, line: int | None) -> Any:
             generated = "id" not in rec and src_row.get("id") in (None, "")
+            answer_field = rec.pop("_answer_field", None)
+            if answer_field and require_answer:
+                raise RecordError("missing-field", f"missing field {answer_field!r}", field=answer_field)
             rec = _finish(rec, src_row, default_id, src, language)
             if merge:
                 rec = merge_consecutive_turns(rec)

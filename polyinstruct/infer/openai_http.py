@@ -122,7 +122,8 @@ class OpenAIHTTPBackend:
     def _body(self, messages: list[dict[str, str]], params: DecodingParams, stream: bool = False) -> dict:
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
+            "messages": [{"role": m["role"], "content": f"{m['content']}\n\n{m['input']}" if m.get("input")
+                          else m["content"]} for m in messages],  # Alpaca input: after the content (docs/data.md)
             "max_tokens": params.max_new_tokens,
             "temperature": params.temperature if params.do_sample else 0.0,
         }

@@ -169,7 +169,8 @@ def predict(data: str | os.PathLike | Iterable[Conversation | dict[str, Any]], m
         for start in range(0, len(pending), chunk):
             convs = pending[start:start + chunk]
             prompts = [[m.to_dict() for m in c.prompt_messages] for c in convs]
-            msgs = [[{"role": m["role"], "content": m["content"]} for m in p] for p in prompts]
+            # a user turn's Alpaca "input" travels with it: templates render it, HTTP backends fold it in
+            msgs = [[{k: m[k] for k in ("role", "content", "input") if k in m} for m in p] for p in prompts]
             gens = gen_backend.generate(msgs, params)
             if len(gens) != len(convs):
                 raise PolyinstructError(f"backend returned {len(gens)} generations for {len(convs)} prompts")

@@ -114,6 +114,8 @@ def tokenizer_format(tokenizer: Any, source: str = "tokenizer") -> PromptFormat:
     """Render with the tokenizer's own chat template (``add_generation_prompt=True``)."""
 
     def render(messages: list[dict[str, str]]) -> str:
+        # a user turn's Alpaca "input" follows its content after a blank line, as in training (docs/data.md)
+        messages = [{**m, "content": f"{m['content']}\n\n{m['input']}"} if m.get("input") else m for m in messages]
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     return PromptFormat(name="tokenizer", render=render, stop_strings=[], source=source)

@@ -85,3 +85,17 @@ def test_training_config_field_reaches_tokenization(tiny_tokenizer, tmp_path):
     (answer,) = tokenize([rec], tiny_tokenizer, t, TrainConfig.model_validate(base))
     assert whole["input_ids"] == answer["input_ids"]
     assert sum(x != IGNORE_INDEX for x in whole["labels"]) > sum(x != IGNORE_INDEX for x in answer["labels"])
+
+
+def test_predict_keeps_the_input_in_the_prompt(tiny_model_dir, tmp_path):
+    from polyinstruct.infer.hf import HFBackend
+    from polyinstruct.infer.predict import predict
+    from polyinstruct.fileio import iter_jsonl
+
+    f = tmp_path / "p.jsonl"
+    f.write_text(json.dumps({"id": "a1", "instruction": ROW["instruction"], "input": ROW["input"]}) + "\n",
+                 encoding="utf-8")
+    backend = HFBackend.from_path(tiny_model_dir, template=load_template("alpaca"), device="cpu")
+    (row,) = list(iter_jsonl(predict(f, backend, tmp_path / "out.jsonl", data_format="alpaca", max_new_tokens=2)))
+    assert row["messages"][0]["input"] == "Good morning, friends."
+    assert "### Input:\nGood morning, friends.\n\n### Response:\n" in row["prompt"]
