@@ -33,7 +33,6 @@ from polyinstruct.translate.languages import language_name, m2m_code, marian_tok
 
 log = logging.getLogger(__name__)
 
-Result = "str | Exception"
 OnResult = Callable[[int, Any], None]
 PROMPT_VERSION = "v1"
 

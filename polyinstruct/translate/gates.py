@@ -96,7 +96,8 @@ def check_message(source: str, translated: str, src: str, tgt: str, cfg: GateCon
         if a != b:
             missing = sorted((a - b).elements())
             extra = sorted((b - a).elements())
-            bits = ([f"missing {', '.join(missing)}"] if missing else []) + ([f"new {', '.join(extra)}"] if extra else [])
+            bits = [f"missing {', '.join(missing)}"] if missing else []
+            bits += [f"new {', '.join(extra)}"] if extra else []
             raise GateFailure("number-changed", "; ".join(bits))
     return ratio
 

@@ -17,11 +17,8 @@ rerun asks the engine only for what it never answered.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
-import json
 import logging
 import os
-import threading
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,78 +27,13 @@ from typing import Any, Iterable
 from polyinstruct.data.records import Conversation, Message
 from polyinstruct.errors import DataError, PolyinstructError
 from polyinstruct.fileio import append_jsonl, write_json, write_jsonl
+from polyinstruct.translate.cache import TranslationCache, repair_jsonl
 from polyinstruct.translate.gates import REASONS, GateConfig, GateFailure, check_language, check_message, \
     check_units, chrf
 from polyinstruct.translate.languages import parse_code
 from polyinstruct.translate.protect import SpanError, join, restore, segment
 
 log = logging.getLogger(__name__)
-
-
-# ------------------------------------------------------------------------------------------ cache
-class TranslationCache:
-    """Append-only JSONL of ``{key, engine, src, tgt, text, translation}``; thread-safe.
-
-    ``key`` is sha256 over (engine key, source language, target language, text).
-    A torn last line (a kill mid-write) is ignored on load.
-    """
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._mem: dict[str, str] = {}
-        self._buf: list[dict[str, Any]] = []
-        if self.path.exists():
-            _repair_jsonl(self.path)
-            with open(self.path, encoding="utf-8") as f:
-                for line in f:
-                    d = json.loads(line)
-                    self._mem[d["key"]] = d["translation"]
-
-    @staticmethod
-    def key(engine_key: str, src: str, tgt: str, text: str) -> str:
-        return hashlib.sha256(json.dumps([engine_key, src, tgt, text], ensure_ascii=False).encode()).hexdigest()
-
-    def get(self, key: str) -> str | None:
-        return self._mem.get(key)
-
-    def __len__(self) -> int:
-        return len(self._mem)
-
-    def put(self, key: str, row: dict[str, Any], *, flush: bool = False) -> None:
-        with self._lock:
-            self._mem[key] = row["translation"]
-            self._buf.append({"key": key, **row})
-            if flush:
-                self._flush_locked()
-
-    def flush(self) -> None:
-        with self._lock:
-            self._flush_locked()
-
-    def _flush_locked(self) -> None:
-        if self._buf:
-            append_jsonl(self.path, self._buf)
-            self._buf = []
-
-
-def _repair_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Keep the complete, valid JSON lines of an append-only file (a kill can tear the last one)."""
-    rows, bad = [], False
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.endswith("\n"):
-                bad = True
-                break
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                bad = True
-                break
-    if bad:
-        log.warning("%s: dropping a torn line left by an interrupted run", path)
-        write_jsonl(path, rows)
-    return rows
 
 
 # ------------------------------------------------------------------------------------------ results
@@ -128,7 +60,8 @@ class TranslateResult:
 
 
 # ------------------------------------------------------------------------------------------ helpers
-def _load_source(src: str | os.PathLike, fmt: str | None, catalogue: Iterable[str], language: str) -> list[Conversation]:
+def _load_source(src: str | os.PathLike, fmt: str | None, catalogue: Iterable[str],
+                 language: str) -> list[Conversation]:
     from polyinstruct.data import load_dataset
 
     records = list(load_dataset(src, catalogue=list(catalogue) or None, format=fmt, language=language))
@@ -142,14 +75,14 @@ def _load_source(src: str | os.PathLike, fmt: str | None, catalogue: Iterable[st
 
 
 def _done_ids(path: Path) -> list[dict[str, Any]]:
-    return _repair_jsonl(path) if path.exists() else []
+    return repair_jsonl(path) if path.exists() else []
 
 
 class _Translator:
     """Turns texts into translations through cache + engine; counts hits and calls."""
 
-    def __init__(self, engine: Any, cache: TranslationCache, progress_bar: Any = None):
-        self.engine, self.cache, self.bar = engine, cache, progress_bar
+    def __init__(self, engine: Any, cache: TranslationCache):
+        self.engine, self.cache = engine, cache
         self.streams = bool(getattr(getattr(engine, "backend", None), "generate_each", None))
 
     def run(self, texts: list[str], src: str, tgt: str, stats: LanguageStats) -> dict[str, str | Exception]:
@@ -335,7 +268,7 @@ def translate_dataset(src: str | os.PathLike, targets: list[str], out_dir: str |
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, initial=initial, unit="rec", desc="translate", dynamic_ncols=True)
-    tr = _Translator(engine, cache, bar)
+    tr = _Translator(engine, cache)
     try:
         for lang in langs:
             pending = [r for r in records if r.id not in done[lang]]
