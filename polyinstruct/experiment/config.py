@@ -6,6 +6,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from polyinstruct.eval.experiment import BenchmarkSettings
+
 ARM_KINDS = ("base", "multi", "multi-down", "en-only", "mono")
 
 
@@ -16,6 +18,8 @@ class EvalSettings(BaseModel):
     max_new_tokens: int = Field(128, ge=1)
     decoding: str = "greedy"
     batch_size: int = Field(16, ge=1)
+    # Benchmarks for every cell (polyinstruct eval; docs/evaluation.md, "In experiments and reports").
+    benchmarks: BenchmarkSettings | None = None
 
 
 class ExperimentConfig(BaseModel):

@@ -77,6 +77,9 @@ def _sections(data: ExperimentData, out_dir: Path) -> list[tuple[str, str, list,
     img = plots.loss_curves(data, out_dir / "loss.png")
     if img:
         out.append(("Training loss", "Mean cross-entropy per assistant (loss-bearing) token.", [], None, img))
+    from polyinstruct.report.benchmarks import benchmark_sections  # polyinstruct eval per cell
+
+    out += benchmark_sections(data, out_dir)
     from polyinstruct.report.analysis_section import analysis_sections  # scaling, allocation, alignment, fertility
 
     out += analysis_sections(data, out_dir)
