@@ -31,6 +31,12 @@ RESERVED_TRAIN = {
 # Judge fields that change where and how patiently the judge is asked, not its verdicts.
 JUDGE_NOT_RESULT = frozenset({"base_url", "api_key_env", "timeout", "max_retries", "backoff_base",
                               "backoff_max", "concurrency", "prices", "cache_dir"})
+# Evaluation settings placed in the cell fingerprint by name, or changing no answer (batch_size).
+EVAL_PLACED = frozenset({"prompts_per_language", "max_new_tokens", "decoding", "batch_size"})
+# Experiment fields the fingerprints place (or leave out: name, output_dir, resume, arms).
+KNOWN_FIELDS = frozenset({"name", "output_dir", "resume", "arms", "model", "template", "method", "train_languages",
+                          "eval_languages", "english", "data", "eval_data", "eval_set", "examples_per_language",
+                          "downsample_by", "sizes", "train", "eval", "judge", "lid", "seed"})
 # What ``resume: never`` removes (only these: the experiment folder may hold other files).
 OUTPUTS = ("cells", "arms", "sizes", "report", "eval_prompts.jsonl", "results.jsonl", "budget_table.json",
            FINGERPRINT_FILE)
@@ -125,15 +131,32 @@ def cell_fingerprint(cfg: ExperimentConfig, cell: Cell) -> dict[str, Any]:
                  "max_new_tokens": cfg.eval.max_new_tokens, "decoding": cfg.eval.decoding,
                  "eval_data": {lang: _spec(s) for lang, s in sorted((cfg.eval_data or {}).items())
                                if lang in cell.eval_languages},
-                 **({"eval_set": cfg.eval_set} if cfg.eval_set != "embedded" else {})},
+                 **({"eval_set": cfg.eval_set} if cfg.eval_set != "embedded" else {}),
+                 **_set_fields(cfg.eval, EVAL_PLACED)},
         "scoring": {"lid": cfg.lid, "seen_languages": list(cfg.train_languages), "judge": _judge_fields(cfg)},
     }
+    other = _set_fields(cfg, KNOWN_FIELDS)  # fields added later count as result-deciding until placed
+    if other:
+        fp["other"] = other
     if cell.kind != "base":
         tcfg = load_train_config(cell_train_config(cfg, model=cfg.model, data="arm.jsonl", output_dir="run"))
         fp["train"] = {k: v for k, v in config_fields(tcfg).items() if k not in ("model", "template")}
         fp["arms"] = arms_fingerprint(cfg)
         fp["size"] = cell.size
     return fp
+
+
+def _set_fields(model: Any, placed: frozenset[str]) -> dict[str, Any]:
+    """Fields of ``model`` not in ``placed`` whose value is not the default (so a field added to
+    the schema later changes no existing fingerprint until someone sets it)."""
+    out = {}
+    for name, info in type(model).model_fields.items():
+        if name in placed:
+            continue
+        value = getattr(model, name)
+        if value != info.get_default(call_default_factory=True):
+            out[name] = value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+    return out
 
 
 def _flat(d: Any, prefix: str = "") -> dict[str, Any]:

@@ -137,3 +137,25 @@ def test_output_dir_that_is_a_file_and_a_full_disk_are_one_line_errors(tiny_mode
     assert main(["experiment", path, "--no-report"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: cannot write ") and "no space left on device" in err
+
+
+def test_cell_fingerprint_counts_every_setting_but_the_harmless_ones():
+    from polyinstruct.experiment.checks import cell_fingerprint, differences
+    from polyinstruct.experiment.config import ExperimentConfig
+
+    base = {"model": "m", "arms": ["base", "multi"]}
+
+    def diff(**changes):
+        a, b = ExperimentConfig(**base), ExperimentConfig(**{**base, **changes})
+        return {c.name: differences(cell_fingerprint(a, c), cell_fingerprint(b, c)) for c in a.cells()}
+
+    assert diff(name="other", output_dir="elsewhere", eval={"batch_size": 1}) == {"base": [], "multi": []}
+    assert diff(judge={"model": "j", "concurrency": 2}) == diff(judge={"model": "j", "timeout": 5})
+    changed = diff(train={"lr": 0.5}, eval={"max_new_tokens": 3})
+    assert changed["base"] == ["eval.max_new_tokens: 128 -> 3"]
+    assert "train.lr: 0.0002 -> 0.5" in changed["multi"]
+    # a setting the fingerprint does not place by name still counts once it is set
+    extra = [f for f, i in ExperimentConfig.model_fields["eval"].annotation.model_fields.items()
+             if f not in ("prompts_per_language", "max_new_tokens", "decoding", "batch_size")]
+    if "benchmarks" in extra:
+        assert diff(eval={"benchmarks": {"tasks": ["arc_easy"]}})["base"]
