@@ -13,8 +13,15 @@ Each request's work is bounded (docs/inference.md, "Limits"): at most
 ``max_queued_tokens``: a request that can never fit gets a 400, one that does not
 fit now a 503 with ``Retry-After``, and neither leaves work behind. When a client
 disconnects, its queued prompts are dropped and a running batch of only its prompts
-stops at the next token. Options the server cannot honour (``logprobs``, ``tools``,
+stops at the next token. Options the server cannot honour (``tools``,
 ``response_format``, ...) and unknown fields are a 400, never silently ignored.
+
+For evaluators (lm-eval's ``local-completions``, as vLLM serves them; docs/inference.md,
+"Log-probabilities"): ``/v1/completions`` takes ``echo``, ``logprobs`` (with ``tokens``,
+``token_logprobs``, ``top_logprobs``, ``text_offset`` in the reply), prompts as token ids and
+``max_tokens=0`` with ``echo``; chat takes ``logprobs``/``top_logprobs``; ``GET /tokenizer_info``,
+``POST /tokenize`` and ``POST /detokenize`` expose the model's tokenizer. These need a backend
+with the model in process (``hf``); others answer 400.
 """
 
 from __future__ import annotations
@@ -36,12 +43,15 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from polyinstruct.errors import ConfigError
+from polyinstruct.infer import logprobs as lp
 from polyinstruct.infer.backend import DecodingParams, Generation, GenerationBackend
 from polyinstruct.infer.decoding import validate_decoding
 from polyinstruct.infer.serve_schemas import (
     ChatCompletionRequest,
     CompletionRequest,
+    DetokenizeRequest,
     SamplingFields,
+    TokenizeRequest,
 )
 from polyinstruct.infer.worker import BatchWorker, Job, QueueFullError, is_end
 
@@ -52,7 +62,7 @@ IGNORED_OPTIONS = frozenset({"user", "metadata", "store", "service_tier", "paral
                              "prompt_cache_key", "safety_identifier"})
 # Options this server cannot honour: accepted only with their "off" value, else a 400.
 UNSUPPORTED_OPTIONS: dict[str, tuple[Any, ...]] = {
-    "logprobs": (None, False), "top_logprobs": (None, 0), "tools": (None, []), "tool_choice": (None, "none"),
+    "tools": (None, []), "tool_choice": (None, "none"),
     "functions": (None, []), "function_call": (None, "none"), "response_format": (None, {"type": "text"}),
     "logit_bias": (None, {}), "modalities": (None, ["text"]), "audio": (None,), "prediction": (None,),
     "web_search_options": (None,), "reasoning_effort": (None,), "best_of": (None, 1), "min_p": (None, 0, 0.0),
@@ -174,7 +184,8 @@ def create_app(backend: GenerationBackend, *, model_name: str, api_key: str | No
     """
     check_limits(max_prompts_per_request=max_prompts_per_request, max_queued_tokens=max_queued_tokens,
                  max_queue=max_queue, max_tokens_limit=max_tokens_limit, max_request_bytes=max_request_bytes)
-    worker = BatchWorker(backend, max_batch_size=max_batch_size, max_queue=max_queue,
+    # jobs of kind "logprobs" (echo, logprobs, token-id prompts) are scored by polyinstruct.infer.logprobs
+    worker = BatchWorker(lp.LogprobBackend(backend), max_batch_size=max_batch_size, max_queue=max_queue,
                          max_queued_tokens=max_queued_tokens)
 
     @asynccontextmanager
@@ -309,6 +320,71 @@ def create_app(backend: GenerationBackend, *, model_name: str, api_key: str | No
         return StreamingResponse(events(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
+    def need_logprobs(what: str, param: str | None = None) -> None:
+        if not lp.supports_logprobs(backend):
+            raise APIError(400, f"{what} is not supported by backend {getattr(backend, 'name', '?')!r}: it needs the "
+                                f"model in this process (--backend hf)", param=param, code="unsupported_parameter")
+
+    def tokenizer() -> Any:
+        tok = getattr(backend, "tokenizer", None)
+        if tok is None:
+            raise APIError(404, f"backend {getattr(backend, 'name', '?')!r} has no tokenizer here", code="not_found")
+        return tok
+
+    def check_ids(ids: list[int], param: str) -> None:
+        vocab = len(tokenizer())
+        bad = next((i for i, t in enumerate(ids) if not 0 <= t < vocab), None)
+        if bad is not None:
+            raise APIError(400, f"token id {ids[bad]} at position {bad} is outside the vocabulary (0..{vocab - 1})",
+                           param=param)
+
+    def completion_logprobs(g: lp.ScoredGeneration) -> dict[str, Any]:
+        return {"tokens": g.tokens, "token_logprobs": g.token_logprobs, "top_logprobs": g.top_logprobs,
+                "text_offset": g.text_offset}
+
+    def chat_logprobs(g: lp.ScoredGeneration, top: int) -> dict[str, Any]:
+        tok = tokenizer()
+
+        def entry(t: str, v: float) -> dict[str, Any]:
+            return {"token": t, "logprob": v, "bytes": list(t.encode("utf-8"))}
+
+        content = []
+        for t, v, alts in zip(g.tokens, g.token_logprobs, g.top_ids):
+            content.append({**entry(t, v), "top_logprobs": [entry(tok.decode([i]), a) for i, a in (alts or [])[:top]]})
+        return {"content": content}
+
+    @app.get("/tokenizer_info", dependencies=[Depends(check_key)])
+    async def tokenizer_info() -> dict:
+        """vLLM's tokenizer description (lm-eval's remote tokenizer reads it)."""
+        tok = tokenizer()
+        fmt = getattr(backend, "prompt_format", None)
+        # the chat template only when it is what /v1/chat/completions renders with
+        template = getattr(tok, "chat_template", None) if getattr(fmt, "name", None) == "tokenizer" else None
+        return {"tokenizer_class": type(tok).__name__, "eos_token": tok.eos_token, "bos_token": tok.bos_token,
+                "pad_token": tok.pad_token, "unk_token": tok.unk_token, "chat_template": template,
+                "model_max_length": getattr(backend, "context_length", None),
+                "add_bos_token": getattr(tok, "add_bos_token", None)}
+
+    @app.post("/tokenize", dependencies=[Depends(check_key)])
+    async def tokenize(req: TokenizeRequest) -> dict:
+        tok = tokenizer()
+        if req.model is not None:
+            check_model(req.model)
+        if req.messages is not None:
+            if not hasattr(backend, "encode_messages"):
+                raise APIError(400, "this backend cannot render chat messages here", param="messages")
+            ids = list(backend.encode_messages([{"role": m.role, "content": m.text()} for m in req.messages]))
+        else:
+            ids = list(tok(req.prompt, add_special_tokens=req.add_special_tokens)["input_ids"])
+        return {"count": len(ids), "max_model_len": getattr(backend, "context_length", None), "tokens": ids}
+
+    @app.post("/detokenize", dependencies=[Depends(check_key)])
+    async def detokenize(req: DetokenizeRequest) -> dict:
+        if req.model is not None:
+            check_model(req.model)
+        check_ids(req.tokens, "tokens")
+        return {"prompt": tokenizer().decode(req.tokens)}
+
     @app.get("/health")
     async def health() -> dict:
         return {"status": "ok", "model": model_name, "queued": worker.queued}
@@ -322,6 +398,10 @@ def create_app(backend: GenerationBackend, *, model_name: str, api_key: str | No
     async def chat_completions(req: ChatCompletionRequest, request: Request) -> Any:
         check_model(req.model)
         check_options(req)
+        if req.top_logprobs and not req.logprobs:
+            raise APIError(400, "top_logprobs is not supported without logprobs: true", param="top_logprobs")
+        if req.logprobs:
+            need_logprobs("logprobs", "logprobs")
         max_tokens = req.max_completion_tokens or req.max_tokens
         params = _decoding(req, max_tokens, default_max_tokens, max_tokens_limit)
         messages = [{"role": m.role, "content": m.text()} for m in req.messages]
@@ -339,12 +419,18 @@ def create_app(backend: GenerationBackend, *, model_name: str, api_key: str | No
             include = bool((req.stream_options or {}).get("include_usage"))
             return stream_response("chat", messages, params, chunk, include, cost)
         try:
-            gen, = await run_jobs(request, "chat", [messages], params, [cost])
+            if req.logprobs:
+                job = lp.ScoreJob(list(backend.encode_messages(messages)), params.max_new_tokens, echo=False,
+                                  top=req.top_logprobs or 0)
+                gen, = await run_jobs(request, "logprobs", [job], params, [cost])
+            else:
+                gen, = await run_jobs(request, "chat", [messages], params, [cost])
         except ClientGone:
             return Response(status_code=499)  # nobody is listening any more
         return {"id": rid, "object": "chat.completion", "created": now, "model": model_name,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": gen.text},
-                             "finish_reason": gen.finish_reason, "logprobs": None}],
+                             "finish_reason": gen.finish_reason,
+                             "logprobs": chat_logprobs(gen, req.top_logprobs or 0) if req.logprobs else None}],
                 "usage": usage(gen.prompt_tokens, gen.completion_tokens)}
 
     @app.post("/v1/completions", dependencies=[Depends(check_key)])
@@ -357,10 +443,12 @@ def create_app(backend: GenerationBackend, *, model_name: str, api_key: str | No
             raise APIError(400, f"{len(req.prompt)} prompts in one request; this server takes at most "
                                 f"{max_prompts_per_request} (send them in several requests)", param="prompt",
                            code="too_many_prompts")
+        rid, now = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        if req.echo or req.logprobs is not None or req.token_ids:
+            return await scored_completions(req, request, rid, now)
         params = _decoding(req, req.max_tokens, min(16, max_tokens_limit), max_tokens_limit)
         costs = [check_context(getattr(backend, "_encode", None), p, params.max_new_tokens) + params.max_new_tokens
                  for p in req.prompt]
-        rid, now = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         if req.stream:
             def chunk(piece: str | None, finish: str | None, first: bool = False, usage_only: bool = False):
                 base = {"id": rid, "object": "text_completion", "created": now, "model": model_name}
@@ -380,6 +468,36 @@ def create_app(backend: GenerationBackend, *, model_name: str, api_key: str | No
         return {"id": rid, "object": "text_completion", "created": now, "model": model_name,
                 "choices": [{"index": i, "text": g.text, "logprobs": None, "finish_reason": g.finish_reason}
                             for i, g in enumerate(gens)],
+                "usage": usage(sum(g.prompt_tokens for g in gens), sum(g.completion_tokens for g in gens))}
+
+    async def scored_completions(req: CompletionRequest, request: Request, rid: str, now: int) -> Any:
+        """echo / logprobs / token-id prompts: exact ids in, scored tokens out (vLLM's semantics)."""
+        need_logprobs("echo, logprobs and token-id prompts")
+        max_new = req.max_tokens if req.max_tokens is not None else min(16, max_tokens_limit)
+        params = _decoding(req, max(1, max_new), min(16, max_tokens_limit), max_tokens_limit)
+        ctx = getattr(backend, "context_length", None)
+        jobs, costs = [], []
+        for i, p in enumerate(req.prompt):
+            if isinstance(p, list):
+                check_ids(p, f"prompt.{i}")
+                ids, text = list(p), None
+            else:
+                ids, text = list(backend._encode(p)), p
+            if ctx and len(ids) + max_new > ctx:
+                raise APIError(400, f"prompt {i} ({len(ids)} tokens) + max_tokens ({max_new}) exceeds the model's "
+                                    f"context length of {ctx}", param="prompt", code="context_length_exceeded")
+            if not ids:
+                raise APIError(400, f"prompt {i} encodes to no tokens", param="prompt")
+            jobs.append(lp.ScoreJob(ids, max_new, echo=req.echo, top=req.logprobs, prompt_text=text))
+            costs.append(len(ids) + max_new)
+        try:
+            gens = await run_jobs(request, "logprobs", jobs, params, costs)
+        except ClientGone:
+            return Response(status_code=499)
+        return {"id": rid, "object": "text_completion", "created": now, "model": model_name,
+                "choices": [{"index": i, "text": g.text,
+                             "logprobs": completion_logprobs(g) if req.logprobs is not None else None,
+                             "finish_reason": g.finish_reason} for i, g in enumerate(gens)],
                 "usage": usage(sum(g.prompt_tokens for g in gens), sum(g.completion_tokens for g in gens))}
 
     return app
