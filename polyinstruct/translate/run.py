@@ -251,6 +251,11 @@ def translate_dataset(src: str | os.PathLike, targets: list[str], out_dir: str |
     records = _load_source(src, fmt, catalogue, src_lang)
     if limit is not None:
         records = records[:limit]
+    others = Counter(r.language for r in records if r.language and r.language != src_lang)
+    if others:
+        log.warning("%d records say they are not in the source language %s (%s); they are translated as %s "
+                    "(set --src-lang if that is wrong)", sum(others.values()), src_lang,
+                    ", ".join(f"{k}: {n}" for k, n in others.most_common(3)), src_lang)
     for r in records:
         r.language = r.language or src_lang
     write_jsonl(out / f"{src_lang}.jsonl", (r.to_dict() for r in records))
