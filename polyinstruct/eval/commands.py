@@ -18,6 +18,15 @@ def _options(pairs: list[str] | None, flag: str) -> dict[str, str]:
     return out
 
 
+def _task_options(args: argparse.Namespace) -> dict:
+    opts: dict = _options(args.task_option, "--task-option")
+    if getattr(args, "allow_code_execution", False):  # HumanEval: docs/evaluation.md, "Running generated code"
+        opts["allow_code_execution"] = True
+    if getattr(args, "allow_no_network_isolation", False):
+        opts["allow_no_network_isolation"] = True
+    return opts
+
+
 def list_tasks() -> str:
     from polyinstruct.eval.tasks import SUITES, TASKS, load_suites
 
@@ -45,7 +54,7 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("eval") / Path(str(args.model).rstrip("/")).name
     summary = evaluate(args.model, args.tasks, out=out, data_dir=args.data_dir, limit=args.limit,
                        backend=args.backend, backend_options={k: v for k, v in backend_options.items() if v is not None},
-                       task_options=_options(args.task_option, "--task-option"), seed=args.seed,
+                       task_options=_task_options(args), seed=args.seed,
                        resume=not args.no_resume, model_name=args.model_name)
     from polyinstruct.eval.run import render_summary
 
@@ -77,6 +86,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-length", type=int, help="context length (default: the model's)")
     p.add_argument("--task-option", action="append", metavar="KEY=VALUE",
                    help="task options, e.g. toxigen_classifier=DIR, judge=SPEC (docs/evaluation.md)")
+    p.add_argument("--allow-code-execution", action="store_true",
+                   help="run model-written code (HumanEval) in polyinstruct's sandbox: no network, own process, "
+                        "CPU/memory/file/process limits (docs/evaluation.md, 'Running generated code')")
+    p.add_argument("--allow-no-network-isolation", action="store_true",
+                   help="with --allow-code-execution: accept running it where no network namespace can be made")
     p.add_argument("--model-name", help="name in the summary (default: MODEL)")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--no-resume", action="store_true", help="rerun tasks already done in --out")
