@@ -100,6 +100,11 @@ class Sandbox:
                     "pass --allow-no-network-isolation (docs/evaluation.md, 'Running generated code')")
             log.warning("sandbox WITHOUT network, mount and PID isolation (--allow-no-network-isolation): %s",
                         self._probe_error)
+            out = self.run("import collections, math, typing\nprint('ok')", _namespaces=False)
+            if not (out.passed and out.stdout.strip() == "ok"):
+                raise SandboxUnavailableError(
+                    "the sandbox cannot run Python here without namespaces (the sample's own uid cannot read the "
+                    f"interpreter's files under {sys.base_prefix}?): {out.detail} {out.stderr.strip()[-300:]}")
         self.isolation = "namespaces" if self.namespaces else "rlimits-only"
 
     # -- setup ----------------------------------------------------------------------------------

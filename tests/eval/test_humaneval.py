@@ -75,3 +75,100 @@ def test_mixed_samples_give_the_unbiased_estimate(problems, sandbox):
 def test_code_runs_only_with_the_opt_in():
     with pytest.raises(ConfigError, match="--allow-code-execution"):
         humaneval.sandbox_for({})
+
+
+# -- through polyinstruct eval (lm-eval's generate_until, n samples, our sandboxed scoring) -------------
+
+class _CannedLM:
+    """An lm-eval LM that answers each HumanEval prompt with fixed completions, recording the requests."""
+
+    def __new__(cls, answers):
+        from lm_eval.api.model import LM
+
+        class Canned(LM):
+            def __init__(self):
+                super().__init__()
+                self.requests = []
+
+            def generate_until(self, requests, disable_tqdm=False):
+                out = []
+                for r in requests:
+                    ctx, kw = r.args
+                    self.requests.append(kw)
+                    out.append(answers(ctx))
+                return out
+
+            def loglikelihood(self, requests, disable_tqdm=False):
+                raise NotImplementedError
+
+            def loglikelihood_rolling(self, requests, disable_tqdm=False):
+                raise NotImplementedError
+
+        return Canned()
+
+
+def _loaded(lm):
+    from polyinstruct.eval.models import LoadedModel
+
+    return LoadedModel(lm=lm, name="canned", template="", template_source="none", chat=False,
+                       info={"backend": "canned"})
+
+
+@pytest.mark.slow
+def test_eval_task_scores_canonical_answers_1_and_uses_tulu_settings(problems, sandbox, tmp_path):
+    pytest.importorskip("lm_eval")
+    from polyinstruct.eval.run import evaluate
+
+    by_prompt = {p["prompt"]: p["canonical_solution"] for p in problems}
+    lm = _CannedLM(lambda ctx: by_prompt[ctx])
+    s = evaluate(_loaded(lm), "tulu_humaneval_pass1", out=tmp_path / "good", limit=4,
+                 task_options={"allow_code_execution": "1", "humaneval_n": "3"})
+    row = s["tasks"][0]
+    assert row["score"] == 100.0 and row["n"] == 4
+    assert len(lm.requests) == 4 * 3  # n samples per problem
+    kw = lm.requests[0]
+    assert kw["temperature"] == 0.1 and kw["do_sample"] is True and kw["top_p"] == 0.95
+    assert kw["until"] == humaneval.STOP_SEQUENCES and kw["max_gen_toks"] == 512
+
+    # half of the samples wrong: pass@10 with n=10 and c=5 is 1.0; pass@1 would be 0.5
+    state = {"i": 0}
+
+    def half(ctx):
+        state["i"] += 1
+        return by_prompt[ctx] if state["i"] % 2 else "    return None\n"
+
+    s = evaluate(_loaded(_CannedLM(half)), "tulu_humaneval_pass10", out=tmp_path / "half", limit=2,
+                 task_options={"allow_code_execution": "1", "humaneval_n": "10"})
+    assert s["tasks"][0]["score"] == pytest.approx(100.0)
+    state["i"] = 0
+    s = evaluate(_loaded(_CannedLM(half)), "tulu_humaneval_pass1", out=tmp_path / "half1", limit=2,
+                 task_options={"allow_code_execution": "1", "humaneval_n": "10"})
+    assert s["tasks"][0]["score"] == pytest.approx(50.0)
+
+
+def test_eval_refuses_to_run_code_without_the_opt_in(tmp_path):
+    pytest.importorskip("lm_eval")
+    from polyinstruct.eval.run import evaluate
+
+    lm = _CannedLM(lambda ctx: "")
+    with pytest.raises(ConfigError, match="--allow-code-execution"):
+        evaluate(_loaded(lm), "tulu_humaneval_pass1", out=tmp_path / "x", limit=1)
+    assert lm.requests == []  # refused before generating anything
+    with pytest.raises(ConfigError, match="humaneval_n >= 10"):
+        evaluate(_loaded(lm), "tulu_humaneval_pass10", out=tmp_path / "y", limit=1,
+                 task_options={"allow_code_execution": "1", "humaneval_n": "5"})
+
+
+@pytest.mark.slow
+def test_tiny_model_end_to_end(tmp_path, sandbox):
+    """The real generation path (lm-eval's HF backend on the tiny model): it runs and scores 0."""
+    pytest.importorskip("lm_eval")
+    from polyinstruct.eval.run import evaluate
+    from polyinstruct.models.tiny import build_tiny_model
+
+    model = build_tiny_model(tmp_path / "tiny")
+    s = evaluate(str(model), "tulu_humaneval_pass1", out=tmp_path / "out", limit=2,
+                 task_options={"allow_code_execution": "1", "humaneval_n": "2", "max_new_tokens": "8"},
+                 backend_options={"chat": "off", "device": "cpu"})
+    assert s["tasks"][0]["score"] == 0.0 and s["tasks"][0]["n"] == 2
+    assert (tmp_path / "out" / "tulu_humaneval_pass1" / "samples_tulu_humaneval_pass1.jsonl").is_file()

@@ -2,6 +2,7 @@
 
 import os
 import socket
+import sys
 import threading
 import time
 
@@ -17,6 +18,11 @@ def sandbox():
         return Sandbox(Limits(cpu_s=5, wall_s=8), workers=2)
     except SandboxUnavailableError as e:  # only where no namespace can exist (CI is expected to have one)
         pytest.skip(f"no network namespace on this machine: {e}")
+
+
+def _world_traversable(path: str) -> bool:
+    parts = os.path.realpath(path).split(os.sep)
+    return all(os.stat(os.sep.join(parts[:j]) or "/").st_mode & 0o001 for j in range(1, len(parts) + 1))
 
 
 def _uid_processes(uid: int) -> list[int]:
@@ -132,6 +138,12 @@ def test_refuses_without_a_network_namespace_unless_accepted(monkeypatch):
     monkeypatch.setattr(sb_mod.shutil, "which", lambda name: None)
     with pytest.raises(SandboxUnavailableError, match="--allow-no-network-isolation"):
         Sandbox()
+    if os.geteuid() == 0 and not _world_traversable(sys.base_prefix):
+        # as root with Python in a private folder (/root/.pyenv) the sample's uid could not import
+        # the standard library without the mount namespace: refused, saying why
+        with pytest.raises(SandboxUnavailableError, match="cannot read"):
+            Sandbox(Limits(cpu_s=5, wall_s=8), allow_no_network_isolation=True, workers=1)
+        return
     weak = Sandbox(Limits(cpu_s=5, wall_s=8), allow_no_network_isolation=True, workers=1)
     assert weak.isolation == "rlimits-only"
     assert weak.run("print(1)").passed
