@@ -20,8 +20,14 @@ def problems():
 def sandbox():
     try:
         return Sandbox(workers=2)
+    except SandboxUnavailableError:
+        pass
+    # No namespaces here (e.g. a container without CAP_SYS_ADMIN). These tests run the package's own
+    # canonical solutions and trivial programs, not model output, so the weaker sandbox is acceptable for them.
+    try:
+        return Sandbox(workers=2, allow_no_network_isolation=True)
     except SandboxUnavailableError as e:
-        pytest.skip(f"no network namespace on this machine: {e}")
+        pytest.skip(f"no sandbox can run Python on this machine: {e}")
 
 
 def _closed_form(n, c, k):
