@@ -133,6 +133,11 @@ def budget_recipe(out_dir: str | os.PathLike, *, languages: Sequence[str] | None
     langs = list(languages or embedded.instruction_languages())
     if not langs:
         raise RecordError("missing-file", "no languages given and no embedded instruction data found")
+    from polyinstruct.lang.codes import language_code_problem
+
+    for code in langs:  # before any file is read or named after it
+        if language_code_problem(code):
+            raise RecordError("bad-language", language_code_problem(code) or "", field="languages")
     cat = load_catalogue(catalogue_paths)
     per = {lang: list(load_dataset(dataset_pattern.format(lang=lang), catalogue=cat, language=lang))
            for lang in langs}

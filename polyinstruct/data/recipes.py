@@ -79,6 +79,12 @@ def build_budget_arms(per_language: dict[str, list[Conversation]], *, english: s
                         field="downsample_by")
     if not per_language:
         raise DataError("no languages given", field="per_language")
+    from polyinstruct.lang.codes import language_code_problem
+
+    for code in per_language:  # codes name the arm files (mono-XX.jsonl): no paths
+        problem = language_code_problem(code)
+        if problem:
+            raise DataError(problem, field="languages")
     count = make_counter(token_counter)
     langs = sorted(per_language)
     ref = reference or (english if english in per_language else langs[0])

@@ -131,3 +131,13 @@ def test_answer_in_wording():
 def test_word_counter_counts_cjk_characters():
     assert WordCounter()("Hello, world") == 2
     assert WordCounter()("天空为什么是蓝色的") == 9
+
+
+def test_budget_languages_must_be_codes_not_paths(tmp_path, capsys):
+    from polyinstruct.cli import main
+
+    with pytest.raises(Exception, match="not a language code"):
+        build_budget_arms({"../../x": synthetic(("en",))["en"]})
+    assert main(["data", "recipe", "budget", "--out", str(tmp_path / "arms"), "--languages", "en,../../x"]) == 1
+    assert "not a language code" in capsys.readouterr().err
+    assert not (tmp_path / "x.jsonl").exists() and not list(tmp_path.rglob("*.jsonl"))
