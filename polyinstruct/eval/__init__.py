@@ -28,7 +28,8 @@ A task is an ``EvalTask`` registered in ``TASKS`` at import time of a suite modu
     def build_xquad(ctx):            # ctx: polyinstruct.eval.tasks.BuildContext
         out = []
         for lang in LANGS:
-            cfg = lm_eval_config(f"xquad_{lang}")          # lm-eval's own config, includes resolved
+            cfg = lm_eval_config(f"xquad_{lang}", "xquad")  # lm-eval's own config (its folder under
+                                                            # lm_eval/tasks: indexing only it is fast)
             cfg.update(task=f"xquad_{lang}", num_fewshot=0)  # the study's protocol changes only
             out.append(ctx.use_data(cfg, "xquad", config=lang, splits={"validation": "validation"}))
         return out
@@ -38,7 +39,11 @@ A task is an ``EvalTask`` registered in ``TASKS`` at import time of a suite modu
                    description="XQuAD, 0-shot, F1 per language"))
 
 - ``build(ctx)`` returns lm-eval inline task configs (dicts). Start from
-  ``lm_eval_config(NAME)`` when lm-eval has the task; write the dict yourself otherwise.
+  ``lm_eval_config(NAME, FOLDER)`` when lm-eval has the task (FOLDER: its folder under
+  ``lm_eval/tasks``; without it all ~15,000 bundled configs are indexed, which is slow);
+  write the dict yourself otherwise. ``lm_eval_group_tasks(GROUP, FOLDER)`` lists a group.
+- Before building, every name in ``sources`` is checked (local copy or reachable hub), so a
+  missing dataset fails in a second with the one-line message.
   Python callables are allowed for ``process_docs``/``process_results`` (use
   ``polyinstruct.eval.scoring`` for extraction and F1).
 - ``ctx.use_data(cfg, SOURCE, config=..., splits={lm-eval split: converted split})``

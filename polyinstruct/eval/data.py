@@ -71,6 +71,17 @@ def _signature(folder: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def check_sources(names: tuple[str, ...] | list[str], ctx: "BuildContext") -> None:
+    """Fail with the one-line message before anything slow when a dataset is neither local nor reachable."""
+    for name in names:
+        src = DATASOURCES.get(name)
+        if ctx.data_dir is not None and (ctx.data_dir / src.name).is_dir():
+            continue
+        if src.hub and not hub_offline():
+            continue
+        raise MissingDatasetError(missing_message(src, ctx.data_dir))
+
+
 def local_copy(name: str, ctx: "BuildContext") -> dict[str, dict[str, Path]] | None:
     """{config: {split: converted JSONL path}} for a local copy, None when there is none."""
     src = DATASOURCES.get(name)

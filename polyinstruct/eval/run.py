@@ -103,10 +103,31 @@ def _write_samples(task_dir: Path, samples: dict[str, list[dict[str, Any]]]) -> 
                 f.write("\n")
 
 
+_ENV_INFO: dict[str, Any] = {}
+
+
+def _simple_evaluate(**kw: Any) -> dict[str, Any]:
+    """``lm_eval.simple_evaluate`` with its environment report (torch's collect_env, which runs
+    several subprocesses) gathered once per process instead of once per task."""
+    import lm_eval
+    import lm_eval.evaluator as ev
+
+    original = ev.add_env_info
+
+    def cached(storage: dict[str, Any]) -> None:
+        if not _ENV_INFO:
+            original(_ENV_INFO)
+        storage.update(_ENV_INFO)
+
+    ev.add_env_info = cached
+    try:
+        return lm_eval.simple_evaluate(**kw)
+    finally:
+        ev.add_env_info = original
+
+
 def run_task(task: EvalTask, configs: list[dict[str, Any]], loaded: LoadedModel, ctx: BuildContext, *,
              out: Path, model: str, limit: int | None, seed: int = 1234, resume: bool = True) -> dict[str, Any]:
-    import lm_eval
-
     task_dir = out / task.name
     fp = fingerprint(task, configs, loaded, model, limit)
     done = task_dir / "summary.json"
@@ -119,7 +140,7 @@ def run_task(task: EvalTask, configs: list[dict[str, Any]], loaded: LoadedModel,
         except (OSError, ValueError):
             pass
     t0 = time.perf_counter()
-    res = lm_eval.simple_evaluate(model=loaded.lm, tasks=configs, task_manager=task_manager(), limit=limit,
+    res = _simple_evaluate(model=loaded.lm, tasks=configs, task_manager=task_manager(""), limit=limit,
                                   log_samples=True, apply_chat_template=loaded.chat, fewshot_as_multiturn=False,
                                   bootstrap_iters=BOOTSTRAP_ITERS, random_seed=seed, numpy_random_seed=seed,
                                   torch_random_seed=seed, fewshot_random_seed=seed)
@@ -169,6 +190,10 @@ def evaluate(model: str | LoadedModel, tasks: str | list[str], *, out: str | Pat
                        model=model_label)
     # Everything that can fail without the model fails first: data, classifiers, judges.
     built: dict[str, list[dict[str, Any]]] = {}
+    from polyinstruct.eval.data import check_sources
+
+    for t in task_list:
+        check_sources(t.sources, ctx)
     for t in task_list:
         if t.check is not None:
             t.check(ctx)

@@ -113,26 +113,34 @@ def resolve_tasks(spec: str | list[str]) -> tuple[list[EvalTask], list[str]]:
 
 # -- lm-eval configs ---------------------------------------------------------------------------
 
-_task_manager = None
+_managers: dict[str, Any] = {}
 
 
-def task_manager():
-    """One lm-eval TaskManager per process (indexing the bundled YAML takes seconds)."""
-    global _task_manager
-    if _task_manager is None:
+def task_manager(folder: str | None = None):
+    """An lm-eval TaskManager indexing ``folder`` of lm-eval's bundled tasks (e.g. "gsm8k",
+    "mmlu/default"); "" indexes nothing (enough to run inline configs); None indexes everything
+    (about 15,000 configs: seconds to minutes, so tasks name their folder)."""
+    key = "*" if folder is None else folder
+    if key not in _managers:
         try:
+            import lm_eval
             from lm_eval.tasks import TaskManager
         except ImportError as e:
             raise MissingDependencyError(f"polyinstruct eval needs lm-eval: {INSTALL_HINT} ({e})") from None
-        _task_manager = TaskManager()
-    return _task_manager
+        if folder is None:
+            _managers[key] = TaskManager()
+        else:
+            paths = [Path(lm_eval.__file__).parent / "tasks" / folder] if folder else []
+            _managers[key] = TaskManager(include_defaults=False, include_path=paths or None)
+    return _managers[key]
 
 
-def lm_eval_config(name: str) -> dict[str, Any]:
-    """lm-eval's bundled config of task ``name``, includes resolved (a fresh copy to edit)."""
+def lm_eval_config(name: str, folder: str | None = None) -> dict[str, Any]:
+    """lm-eval's bundled config of task ``name`` (found under ``folder`` of lm-eval's tasks when
+    given), includes resolved: a fresh copy to edit."""
     from lm_eval.tasks._yaml_loader import load_yaml
 
-    tm = task_manager()
+    tm = task_manager(folder)
     entry = tm.task_index.get(name)
     if entry is None or entry.yaml_path is None:
         raise UnknownNameError(f"lm-eval has no task {name!r}.{suggest(name, tm.all_subtasks)}")
@@ -142,11 +150,11 @@ def lm_eval_config(name: str) -> dict[str, Any]:
     return cfg
 
 
-def lm_eval_group_tasks(group: str) -> list[str]:
+def lm_eval_group_tasks(group: str, folder: str | None = None) -> list[str]:
     """Subtask names of an lm-eval group (recursively), in lm-eval's order."""
     from lm_eval.tasks._yaml_loader import load_yaml
 
-    tm = task_manager()
+    tm = task_manager(folder)
     entry = tm.task_index.get(group)
     if entry is None or entry.yaml_path is None:
         raise UnknownNameError(f"lm-eval has no group {group!r}.{suggest(group, tm.all_groups)}")
@@ -155,7 +163,7 @@ def lm_eval_group_tasks(group: str) -> list[str]:
     for item in cfg.get("task", []):
         name = item if isinstance(item, str) else item.get("task") or item.get("group")
         if name in tm.all_groups:
-            out.extend(lm_eval_group_tasks(name))
+            out.extend(lm_eval_group_tasks(name, folder))
         elif name in tm.all_tags:
             out.extend(sorted(k for k, e in tm.task_index.items()
                               if e.yaml_path and name in (e.tags or set()) and k in tm.all_subtasks))

@@ -90,11 +90,11 @@ DATASOURCES.register("mmlu", DataSource(
 
 def _mmlu_builder(shots: int):
     def build(ctx: BuildContext) -> list[dict[str, Any]]:
-        names = lm_eval_group_tasks(MMLU_SUBJECTS_GROUP)
+        names = lm_eval_group_tasks(MMLU_SUBJECTS_GROUP, "mmlu/default")
         subjects = _subset(ctx, "mmlu_subjects", [n[len("mmlu_"):] for n in names])
         out = []
         for subject in subjects:
-            cfg = lm_eval_config(f"mmlu_{subject}")
+            cfg = lm_eval_config(f"mmlu_{subject}", "mmlu/default")
             cfg.update(task=f"tulu_mmlu_{shots}shot_{subject}", num_fewshot=shots)
             cfg.pop("validation_split", None)
             out.append(ctx.use_data(cfg, "mmlu", config=subject))
@@ -155,7 +155,7 @@ def _direct_target(cot_target: str) -> str:
 
 def _gsm8k_builder(cot: bool):
     def build(ctx: BuildContext) -> list[dict[str, Any]]:
-        cfg = lm_eval_config("gsm8k_cot")  # Wei et al.'s 8 exemplars, "Q: ... A: ..." prompt
+        cfg = lm_eval_config("gsm8k_cot", "gsm8k")  # Wei et al.'s 8 exemplars, "Q: ... A: ..." prompt
         n = int(ctx.options.get("gsm8k_items", GSM8K_ITEMS))
         samples = cfg["fewshot_config"]["samples"]
         if not cot:
@@ -210,12 +210,13 @@ def bbh_direct_results(doc: dict[str, Any], results: list[str]) -> dict[str, flo
 
 def _bbh_builder(cot: bool):
     group = "bbh_cot_fewshot" if cot else "bbh_fewshot"
+    folder = "cot_fewshot" if cot else "fewshot"
 
     def build(ctx: BuildContext) -> list[dict[str, Any]]:
-        names = [n[len(group) + 1:] for n in lm_eval_group_tasks(group)]
+        names = [n[len(group) + 1:] for n in lm_eval_group_tasks(group, f"bbh/{folder}")]
         out = []
         for sub in _subset(ctx, "bbh_tasks", names):
-            cfg = lm_eval_config(f"{group}_{sub}")  # the official 3-shot prompts (cot-prompts/*.txt)
+            cfg = lm_eval_config(f"{group}_{sub}", f"bbh/{folder}")  # the official 3-shot prompts (cot-prompts/*.txt)
             cfg.update(task=f"tulu_bbh_{'cot' if cot else 'direct'}_{sub}", num_fewshot=3,
                        process_results=bbh_cot_results if cot else bbh_direct_results, filter_list=None,
                        metric_list=_mean_metrics("exact_match"),
@@ -289,7 +290,7 @@ def _tydiqa_builder(gold_passage: bool):
     def build(ctx: BuildContext) -> list[dict[str, Any]]:
         out = []
         for lang in _subset(ctx, "tydiqa_languages", list(TYDIQA_LANGS)):
-            cfg = lm_eval_config(f"tydiqa_goldp_{lang}")
+            cfg = lm_eval_config(f"tydiqa_goldp_{lang}", "tydiqa")
             setting = "goldp" if gold_passage else "closedbook"
             cfg.update(task=f"tulu_tydiqa_{setting}_{lang}", num_fewshot=1, process_results=tydiqa_results(lang),
                        metric_list=_mean_metrics("f1", "exact_match"),
@@ -337,7 +338,7 @@ DATASOURCES.register("truthfulqa", DataSource(
 
 
 def _truthfulqa_build(ctx: BuildContext) -> list[dict[str, Any]]:
-    cfg = lm_eval_config("truthfulqa_gen")  # the paper's 6-example QA primer, greedy
+    cfg = lm_eval_config("truthfulqa_gen", "truthfulqa")  # the paper's 6-example QA primer, greedy
     cfg.update(task="tulu_truthfulqa", generation_kwargs=_gen(["\n\n", "Q:", "</s>", "<|im_end|>"], 256))
     return [ctx.use_data(cfg, "truthfulqa", config="generation")]
 
