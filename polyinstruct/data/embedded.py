@@ -25,6 +25,16 @@ def _dir(data_dir: Path | None) -> Path:
     return Path(data_dir) if data_dir is not None else DATA_DIR
 
 
+def _code(lang: str) -> str:
+    """A language code names a file here: refuse anything else (``../x``) before building a path."""
+    from polyinstruct.lang.codes import language_code_problem
+
+    problem = language_code_problem(lang)
+    if problem:
+        raise RecordError("bad-language", problem, field="language")
+    return lang
+
+
 def _langs(folder: Path, pattern: str, order: tuple[str, ...]) -> list[str]:
     found = set()
     for p in folder.glob(pattern):
@@ -35,7 +45,7 @@ def _langs(folder: Path, pattern: str, order: tuple[str, ...]) -> list[str]:
 def instruction_files(lang: str, data_dir: Path | None = None) -> list[Path]:
     """The merged file if present, else its parts in numeric order; [] when absent."""
     data_dir = _dir(data_dir)
-    merged = data_dir / "instructions" / f"{lang}.jsonl"
+    merged = data_dir / "instructions" / f"{_code(lang)}.jsonl"
     if merged.is_file():
         return [merged]
     parts = list((data_dir / "instructions" / "parts").glob(f"{lang}.part*.jsonl"))
@@ -76,7 +86,7 @@ def eval_languages(data_dir: Path | None = None) -> list[str]:
 
 def load_eval_prompts(lang: str, data_dir: Path | None = None) -> list[Conversation]:
     """The 50 evaluation prompts in ``lang``; the assistant turn is the reference answer."""
-    f = _dir(data_dir) / "eval_prompts" / f"{lang}.jsonl"
+    f = _dir(data_dir) / "eval_prompts" / f"{_code(lang)}.jsonl"
     return _read_conversations([f] if f.is_file() else [], f"evaluation prompt ({lang})")
 
 
@@ -86,7 +96,7 @@ def parallel_languages(data_dir: Path | None = None) -> list[str]:
 
 
 def parallel_file(lang: str, data_dir: Path | None = None) -> Path:
-    return _dir(data_dir) / "parallel" / f"en-{lang}.jsonl"
+    return _dir(data_dir) / "parallel" / f"en-{_code(lang)}.jsonl"
 
 
 def load_parallel_pairs(lang: str, data_dir: Path | None = None) -> list[tuple[str, str, str]]:
