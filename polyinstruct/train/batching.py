@@ -16,7 +16,7 @@ waste far less compute on padding.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
@@ -31,6 +31,8 @@ class BatchPlan:
     micro_batch: int
     world_size: int = 1
     seed: int = 42
+    group_window: int = 0  # length grouping over this many global batches (0 = off); needs ``lengths``
+    lengths: tuple[int, ...] | None = field(default=None, repr=False, compare=False)
 
     @property
     def micro_per_step(self) -> int:
@@ -47,8 +49,27 @@ class BatchPlan:
         return math.ceil(self.n_examples / self.global_batch)
 
     def permutation(self, epoch: int) -> list[int]:
+        """The epoch's example order; consecutive slices of ``global_batch`` are the steps."""
         g = torch.Generator().manual_seed(self.seed * 1000003 + epoch)
-        return torch.randperm(self.n_examples, generator=g).tolist()
+        perm = torch.randperm(self.n_examples, generator=g).tolist()
+        if self.group_window and self.lengths is not None:
+            perm = self._grouped(perm, g)
+        return perm
+
+    def _grouped(self, perm: list[int], g: torch.Generator) -> list[int]:
+        """Length grouping (HF ``group_by_length``'s megabatches, at the global-batch level): each
+        window of ``group_window`` global batches is sorted by length and cut into global batches,
+        then the full batches' order is shuffled (a short last batch stays last). Every example is
+        still seen once per epoch; a step's batch holds examples of similar length."""
+        assert self.lengths is not None
+        gb, w = self.global_batch, self.group_window * self.global_batch
+        batches: list[list[int]] = []
+        for s in range(0, len(perm), w):
+            win = sorted(perm[s:s + w], key=lambda i: (-self.lengths[i], i))
+            batches += [win[j:j + gb] for j in range(0, len(win), gb)]
+        tail = [batches.pop()] if batches and len(batches[-1]) < gb else []
+        order = torch.randperm(len(batches), generator=g).tolist()
+        return [i for b in [batches[k] for k in order] + tail for i in b]
 
     def step_examples(self, epoch: int, step_in_epoch: int, perm: list[int] | None = None) -> list[int]:
         perm = perm if perm is not None else self.permutation(epoch)

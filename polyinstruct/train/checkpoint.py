@@ -1,6 +1,10 @@
 """Resumable checkpoints: written to a temp folder and renamed, so SIGKILL-safe.
 
-A checkpoint holds the trainable weights (safetensors), the optimizer and
+A checkpoint holds the weights in the format peers load (a PEFT adapter folder,
+``adapter_config.json`` + ``adapter_model.safetensors``, or a ``save_pretrained``
+model folder; docs/training.md, "Checkpoints"), the trainable weights by parameter
+name for exact resuming (``trainable.safetensors``; a full model's
+``model.safetensors`` serves both), the optimizer and
 scheduler states, every process's RNG states and ``state.json`` (step, epoch,
 token counters, best validation loss). The data order needs no saved state: it
 is a function of (seed, epoch, step) (see ``batching``). Under DeepSpeed or FSDP
@@ -23,7 +27,7 @@ import random
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -96,8 +100,13 @@ def _engine_managed(accelerator) -> bool:
 
 
 def save_checkpoint(accelerator, model, optimizer, scheduler, state: dict[str, Any], ckpt_root: Path,
-                    keep_last: int) -> Path:
-    """Write ``step-N`` atomically on every process's behalf; prune to ``keep_last``."""
+                    keep_last: int, export: Callable[[Path], None] | None = None) -> Path:
+    """Write ``step-N`` atomically on every process's behalf; prune to ``keep_last``.
+
+    ``export(folder)`` (main process) writes the weights in the format peers load: a PEFT
+    adapter folder or a ``save_pretrained`` model folder. A full model saved there as one
+    ``model.safetensors`` is also what resuming reads, so its weights are stored once.
+    """
     from safetensors.torch import save_file
 
     name = f"step-{state['step']:08d}"
@@ -110,7 +119,10 @@ def save_checkpoint(accelerator, model, optimizer, scheduler, state: dict[str, A
     if _engine_managed(accelerator):
         accelerator.save_state(str(tmp / "engine"))
     elif accelerator.is_main_process:
-        save_file(trainable_state(accelerator.unwrap_model(model)), str(tmp / "trainable.safetensors"))
+        if export is not None:
+            export(tmp)
+        if not _full_export(tmp):
+            save_file(trainable_state(accelerator.unwrap_model(model)), str(tmp / "trainable.safetensors"))
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save(rng_state(), tmp / f"rng_{accelerator.process_index}.pt")
     accelerator.wait_for_everyone()
@@ -139,8 +151,16 @@ def load_checkpoint(accelerator, model, optimizer, scheduler, path: Path) -> dic
         scan_engine_folder(path / "engine")
         accelerator.load_state(str(path / "engine"))
     else:
-        weights = load_file(str(path / "trainable.safetensors"))
         params = dict(accelerator.unwrap_model(model).named_parameters())
+        if (path / "trainable.safetensors").is_file():
+            weights = load_file(str(path / "trainable.safetensors"))
+        else:  # a full model exported once as model.safetensors (save_pretrained drops tied copies)
+            weights = load_file(str(path / "model.safetensors"))
+            missing = [n for n, p in params.items() if p.requires_grad and n not in weights]
+            if missing:
+                raise CheckpointError(f"{path / 'model.safetensors'}: no weights for {', '.join(missing[:3])}; "
+                                      "delete the checkpoint folder or train with resume=never")
+            weights = {n: t for n, t in weights.items() if n in params and params[n].requires_grad}
         with torch.no_grad():
             for n, t in weights.items():
                 params[n].copy_(t.to(params[n].device, params[n].dtype))
@@ -218,6 +238,11 @@ def save_best(accelerator, model, state: dict[str, Any], ckpt_root: Path) -> Pat
         shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return best
+
+
+def _full_export(folder: Path) -> bool:
+    """True when ``folder`` holds a whole model as one ``model.safetensors`` (not an adapter)."""
+    return (folder / "model.safetensors").is_file() and not (folder / "adapter_config.json").is_file()
 
 
 def _complete(folder: Path) -> bool:

@@ -17,7 +17,8 @@ from polyinstruct.config import apply_overrides, load_yaml, resolve_input_path, 
 from polyinstruct.errors import ConfigError
 from polyinstruct.registry import suggest
 
-METHODS = ("full", "lora", "qlora", "adalora", "ia3", "prefix_tuning", "prompt_tuning", "p_tuning")
+METHODS = ("full", "lora", "dora", "rslora", "qlora", "adalora", "ia3", "prefix_tuning", "prompt_tuning",
+           "p_tuning")
 PROMPT_LEARNING = ("prefix_tuning", "prompt_tuning", "p_tuning")
 
 # Studies 1 and 3 (docs/studies.md). Values are defaults; explicit fields win.
@@ -135,6 +136,11 @@ class TrainConfig(BaseModel):
     max_length: int = Field(2048, gt=1)
     truncation: Literal["turn", "drop"] = "turn"  # over-long: keep whole turns that fit, or drop
     packing: bool = False
+    # Length grouping (docs/training.md, "Speed"): sort each window of this many global batches by
+    # length, cut it into global batches and shuffle their order; 0 = off (batches are uniform samples).
+    group_by_length: int = Field(0, ge=0)
+    tokenize_cache: bool = True  # reuse tokenized datasets from <cache>/tokenized (content-addressed)
+    tokenize_num_proc: int = Field(1, ge=1)  # datasets.map worker processes for tokenization
     train_on: Literal["all", "last"] = "all"
     train_on_inputs: bool = False  # loss on the whole sequence (prompt too), as alpaca-lora / study 1's authors
     seed: int = 42
@@ -154,6 +160,7 @@ class TrainConfig(BaseModel):
     report_to: list[Literal["jsonl", "tensorboard", "wandb", "mlflow"]] = Field(default_factory=lambda: ["jsonl"])
     run_name: str | None = None
     resume: Union[Literal["auto", "never"], str] = "auto"
+    push_to_hub: str | None = None  # a Hub repo id ("you/name"): upload the final adapter/model folder
 
     @field_validator("report_to", mode="before")
     @classmethod

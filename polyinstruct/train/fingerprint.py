@@ -30,14 +30,18 @@ VERSION = 1
 # values are already in the resolved fields.
 NOT_RESULT_FIELDS = frozenset({
     "output_dir", "resume", "run_name", "report_to", "log_every", "save_every", "keep_last",
-    "eval_batch_size", "gradient_checkpointing", "preset",
+    "eval_batch_size", "gradient_checkpointing", "preset", "tokenize_cache", "tokenize_num_proc", "push_to_hub",
 })
 DATA_FIELDS = ("data", "validation_data")
+# Result fields added after runs were fingerprinted: counted only when set away from their default,
+# so a run trained before they existed (which behaved as the default) is still recognised.
+ADDED_LATER: dict[str, Any] = {"group_by_length": 0}
 
 
 def config_fields(cfg: TrainConfig) -> dict[str, Any]:
     """The result-deciding config fields (datasets excluded: they are compared by content)."""
-    return {k: v for k, v in cfg.dump().items() if k not in NOT_RESULT_FIELDS and k not in DATA_FIELDS}
+    return {k: v for k, v in cfg.dump().items() if k not in NOT_RESULT_FIELDS and k not in DATA_FIELDS
+            and not (k in ADDED_LATER and v == ADDED_LATER[k])}
 
 
 def _sha256_file(path: Path) -> str:

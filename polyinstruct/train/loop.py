@@ -99,7 +99,8 @@ class Loop:
     def __init__(self, cfg: TrainConfig, accelerator, model, optimizer, scheduler, train: list[dict],
                  val: list[dict], plan: BatchPlan, total_steps: int, run_dir: Path, sink: MetricsSink,
                  pad_id: int, skip_logits: int, flops_per_token: Callable[[float], float],
-                 progress: bool = False):
+                 progress: bool = False, export: Callable[[Path], None] | None = None):
+        self.export = export  # writes the peer-loadable weights into each checkpoint folder
         self.cfg, self.acc, self.model, self.opt, self.sched = cfg, accelerator, model, optimizer, scheduler
         self.train, self.val, self.plan, self.total_steps = train, val, plan, total_steps
         self.run_dir, self.sink, self.pad_id, self.skip = run_dir, sink, pad_id, skip_logits
@@ -213,7 +214,8 @@ class Loop:
         return None
 
     def _save(self, st: LoopState) -> None:
-        save_checkpoint(self.acc, self.model, self.opt, self.sched, st.to_dict(), self.ckpt_root, self.cfg.keep_last)
+        save_checkpoint(self.acc, self.model, self.opt, self.sched, st.to_dict(), self.ckpt_root, self.cfg.keep_last,
+                        export=self.export)
 
     def _eval_and_track_best(self, st: LoopState, epoch_f: float) -> None:
         if not self.val:

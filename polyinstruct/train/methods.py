@@ -81,6 +81,22 @@ def _lora(model, cfg: TrainConfig, total_steps: int):
     return get_peft_model(model, LoraConfig(**_lora_kwargs(model, cfg)))
 
 
+@METHOD_BUILDERS.register("dora")
+def _dora(model, cfg: TrainConfig, total_steps: int):
+    """DoRA (weight-decomposed LoRA): LoRA on the direction, a learned magnitude per output (peft's use_dora)."""
+    from peft import LoraConfig, get_peft_model
+
+    return get_peft_model(model, LoraConfig(use_dora=True, **_lora_kwargs(model, cfg)))
+
+
+@METHOD_BUILDERS.register("rslora")
+def _rslora(model, cfg: TrainConfig, total_steps: int):
+    """Rank-stabilised LoRA: scale alpha / sqrt(r) instead of alpha / r (peft's use_rslora)."""
+    from peft import LoraConfig, get_peft_model
+
+    return get_peft_model(model, LoraConfig(use_rslora=True, **_lora_kwargs(model, cfg)))
+
+
 @METHOD_BUILDERS.register("adalora")
 def _adalora(model, cfg: TrainConfig, total_steps: int):
     from peft import AdaLoraConfig, get_peft_model

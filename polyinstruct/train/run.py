@@ -130,18 +130,18 @@ def _train(cfg: TrainConfig, run_dir: Path, progress: bool) -> Path:
     acc = _accelerator(cfg, grad_accum)
     set_seed(cfg.seed)
 
-    tokenizer, _ = load_tokenizer(_resolved(cfg.model))
-    template = load_template(cfg, tokenizer)
-    tokenizer, n_added = load_tokenizer(_resolved(cfg.model), list(cfg.add_special_tokens))
-    if n_added:
-        template = load_template(cfg, tokenizer)
+    tokenizer, n_added = load_tokenizer(_resolved(cfg.model), list(cfg.add_special_tokens))  # once
+    template = load_template(cfg, tokenizer)  # once, on the final tokenizer
     train_ex, val_ex, data_manifest = load_examples(cfg, tokenizer, template)
-    plan = BatchPlan(len(train_ex), cfg.global_batch_size, cfg.micro_batch_size, acc.num_processes, cfg.seed)
-    limit, sched_steps = _horizon(cfg, plan, [e["length"] for e in train_ex])
+    lengths = [e["length"] for e in train_ex]
+    plan = BatchPlan(len(train_ex), cfg.global_batch_size, cfg.micro_batch_size, acc.num_processes, cfg.seed,
+                     group_window=cfg.group_by_length, lengths=tuple(lengths) if cfg.group_by_length else None)
+    limit, sched_steps = _horizon(cfg, plan, lengths)
 
     set_seed(cfg.seed)
     base, base_path = load_model(cfg, tokenizer, n_added)
     model = apply_method(base, cfg, sched_steps)
+    portable_base_name(model, cfg)
     n_params, n_trainable = count_parameters(model)
     log.info("%s: %d parameters, %d trainable (%.2f%%); %d train / %d validation examples; %d steps "
              "(%d per epoch, grad accumulation %d x %d processes)", cfg.method, n_params, n_trainable,
@@ -179,7 +179,8 @@ def _train(cfg: TrainConfig, run_dir: Path, progress: bool) -> Path:
     sink = MetricsSink(run_dir, list(cfg.report_to), cfg.run_name or run_dir.name, cfg.dump(),
                        enabled=acc.is_main_process)
     loop = Loop(cfg, acc, model, optimizer, scheduler, train_ex, val_ex, plan, limit, run_dir, sink,
-                tokenizer.pad_token_id, virtual_tokens(model, cfg), fpt, progress=progress)
+                tokenizer.pad_token_id, virtual_tokens(model, cfg), fpt, progress=progress,
+                export=lambda folder: export_weights(cfg, acc.unwrap_model(model), tokenizer, folder, n_added))
     try:
         state = loop.run(state)
     finally:
@@ -198,7 +199,12 @@ def _train(cfg: TrainConfig, run_dir: Path, progress: bool) -> Path:
             "parameters": n_params, "trainable_parameters": n_trainable, "stopped_by": state.finished_reason,
             "best_step": best["step"] if best else None, "best_val_loss": best["val_loss"] if best else None,
         })
+        from polyinstruct.train.card import push_to_hub, write_model_card
+
+        write_model_card(cfg, run_dir, data_manifest, train_ex)
     acc.wait_for_everyone()
+    if cfg.push_to_hub and acc.is_main_process:
+        push_to_hub(cfg, run_dir)
     return run_dir
 
 
@@ -265,13 +271,35 @@ def _save_final(cfg: TrainConfig, acc, model, tokenizer, run_dir: Path, n_added:
     state_dict = acc.get_state_dict(model)  # collective under ZeRO-3/FSDP: every process calls it
     if acc.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
-        unwrapped = acc.unwrap_model(model)
-        if cfg.is_peft:
-            unwrapped.save_pretrained(str(tmp), save_embedding_layers=bool(n_added) or "auto")
-        else:
-            unwrapped.save_pretrained(str(tmp), state_dict=state_dict, safe_serialization=True)
-        tokenizer.save_pretrained(str(tmp))
+        export_weights(cfg, acc.unwrap_model(model), tokenizer, tmp, n_added, state_dict=state_dict)
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
     acc.wait_for_everyone()
+
+
+def export_weights(cfg: TrainConfig, unwrapped, tokenizer, folder: Path, n_added: int, state_dict=None) -> None:
+    """The weights as peers load them: a PEFT adapter folder (``PeftModel.from_pretrained``) or a
+    ``save_pretrained`` model folder (``AutoModelForCausalLM.from_pretrained``), plus the tokenizer."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if cfg.is_peft:
+        unwrapped.save_pretrained(str(folder), save_embedding_layers=bool(n_added) or "auto")
+    else:
+        kw = {"state_dict": state_dict} if state_dict is not None else {}
+        unwrapped.save_pretrained(str(folder), safe_serialization=True, **kw)
+    tokenizer.save_pretrained(str(folder))
+
+
+def portable_base_name(model, cfg: TrainConfig) -> None:
+    """Record the base model in adapter configs as the user named it (a hub id, a packaged model
+    name or the path given), never the resolved cache folder, so an adapter loads on another machine
+    (``polyinstruct.models.resolve`` resolves the name there)."""
+    confs = getattr(model, "peft_config", None)
+    if not confs:
+        return
+    name = cfg.model
+    p = Path(name).expanduser()
+    if p.exists():  # a local folder (or run dir): keep the path the user gave, made absolute only if needed
+        name = str(p)
+    for conf in confs.values():
+        conf.base_model_name_or_path = name

@@ -42,7 +42,7 @@ def validate(config: "str | os.PathLike | dict | TrainConfig", overrides: list[s
         mcfg = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as e:
         raise ConfigError(f"cannot load a model config from {path!r}: {e}", file=file, field="model") from None
-    if cfg.method in ("lora", "qlora", "adalora") or cfg.ia3_target_modules:
+    if cfg.method in ("lora", "dora", "rslora", "qlora", "adalora") or cfg.ia3_target_modules:
         _check_targets(cfg, mcfg, file)
     tokenizer, _ = load_tokenizer(path, list(cfg.add_special_tokens))
     template = load_template(cfg, tokenizer)
@@ -126,7 +126,7 @@ def _check_targets(cfg: TrainConfig, model_config, file: str | None) -> None:
     with init_empty_weights():
         model = AutoModelForCausalLM.from_config(model_config)
     try:
-        if cfg.method in ("lora", "qlora", "adalora"):
+        if cfg.method in ("lora", "dora", "rslora", "qlora", "adalora"):
             resolve_targets(model, cfg.lora.target_modules)
         if cfg.ia3_target_modules:
             resolve_targets(model, cfg.ia3_target_modules, "ia3_target_modules")

@@ -63,3 +63,17 @@ def _one_cpu_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_tokenized_cache(tmp_path_factory):
+    """Training caches tokenized datasets under the polyinstruct cache; tests keep theirs private."""
+    import os
+
+    before = os.environ.get("POLYINSTRUCT_CACHE_DIR")
+    os.environ["POLYINSTRUCT_CACHE_DIR"] = str(tmp_path_factory.mktemp("polyinstruct-cache"))
+    yield
+    if before is None:
+        os.environ.pop("POLYINSTRUCT_CACHE_DIR", None)
+    else:
+        os.environ["POLYINSTRUCT_CACHE_DIR"] = before

@@ -47,3 +47,22 @@ def test_schedules_warm_up_then_decay():
     cos = lr_lambda("cosine", warmup=0, total=10)
     assert cos(0) == 1.0 and abs(cos(5) - 0.5) < 1e-9 and cos(10) == 0.0
     assert lr_lambda("constant", warmup=3, total=10)(0) == 1.0
+
+
+def test_length_grouping_keeps_every_example_once_and_groups_similar_lengths():
+    lengths = tuple((i * 37) % 101 + 1 for i in range(70))
+    plan = BatchPlan(70, 8, 4, seed=1, group_window=4, lengths=lengths)
+    order = plan.permutation(0)
+    assert sorted(order) == list(range(70))  # an epoch still sees each example once
+    assert order == BatchPlan(70, 8, 4, seed=1, group_window=4, lengths=lengths).permutation(0)  # seeded
+    assert order != plan.permutation(1)
+    batches = [plan.step_examples(0, s, order) for s in range(plan.steps_per_epoch)]
+    assert len(batches[-1]) == 70 % 8  # the short last batch stays last
+    # each full batch comes from one length-sorted window: its spread is far below a random batch's
+    spread = lambda b: max(lengths[i] for i in b) - min(lengths[i] for i in b)  # noqa: E731
+    plain = BatchPlan(70, 8, 4, seed=1)
+    random_batches = [plain.step_examples(0, s) for s in range(plain.steps_per_epoch - 1)]
+    assert sum(map(spread, batches[:-1])) * 3 < sum(map(spread, random_batches))
+    # batch order is shuffled: not simply longest-first within each window
+    firsts = [max(lengths[i] for i in b) for b in batches[:4]]
+    assert firsts != sorted(firsts, reverse=True) or plan.permutation(1)[:8] != order[:8]
