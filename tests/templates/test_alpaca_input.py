@@ -99,3 +99,12 @@ def test_predict_keeps_the_input_in_the_prompt(tiny_model_dir, tmp_path):
     (row,) = list(iter_jsonl(predict(f, backend, tmp_path / "out.jsonl", data_format="alpaca", max_new_tokens=2)))
     assert row["messages"][0]["input"] == "Good morning, friends."
     assert "### Input:\nGood morning, friends.\n\n### Response:\n" in row["prompt"]
+
+
+def test_a_tokenizers_own_jinja_template_gets_the_input_after_the_content(chat_tokenizers, tmp_path):
+    t = load_template("tokenizer", chat_tokenizers["bpe"])
+    rec = _record(tmp_path)
+    joined = Conversation("j", [Message("user", "Translate to French.\n\nGood morning, friends."),
+                                Message("assistant", "Bonjour, les amis.")])
+    assert t.render(rec) == t.render(joined)
+    assert "Good morning, friends." in t.render_prompt(rec.messages[:1])
