@@ -128,7 +128,8 @@ def stored_fingerprint(run_dir: str | Path) -> dict[str, Any] | None:
     manifest = read_json(run_dir / "manifest.json") if (run_dir / "manifest.json").is_file() else {}
     return {
         "version": 0,
-        "config": {k: v for k, v in old.items() if k not in NOT_RESULT_FIELDS and k not in DATA_FIELDS},
+        "config": {k: v for k, v in old.items() if k not in NOT_RESULT_FIELDS and k not in DATA_FIELDS
+                   and not (k in ADDED_LATER and v == ADDED_LATER[k])},
         "data": [{k: m.get(k) for k in ("split", "name", "spec", "sha256")} for m in manifest.get("data", [])],
     }
 

@@ -43,6 +43,13 @@ def _accelerator(cfg: TrainConfig, grad_accum_if_engine: int):
     deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
     if cfg.mixed_precision == "fp16" and not torch.cuda.is_available():
         raise ConfigError("fp16 mixed precision needs a CUDA GPU; use bf16 or no on CPU", field="mixed_precision")
+    from accelerate.state import AcceleratorState
+
+    st = AcceleratorState._shared_state
+    if st and st.get("_mixed_precision") not in (None, cfg.mixed_precision) and not deepspeed:
+        # accelerate keeps one process-wide state; a second run in this process (an experiment's
+        # next cell) with another precision gets a fresh one (the distributed PartialState is kept)
+        AcceleratorState._reset_state(reset_partial_state=False)
     # cpu=True on CPU-only machines so torchrun/accelerate launch gives gloo DDP (MULTI_CPU).
     acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available(),
                       gradient_accumulation_steps=grad_accum_if_engine if deepspeed else 1)
