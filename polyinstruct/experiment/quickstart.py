@@ -49,5 +49,10 @@ def time_summary(root: str | os.PathLike) -> str:
     cpus = hw.get("cpu_count")
     busy = (f"; load average {load} on {cpus} CPUs: the machine was busy, so this overstates an idle run"
             if load is not None and cpus and load > 0.5 * cpus else "")
-    return (f"[time] {total:.0f} s in all (budget {BUDGET_S} s on an idle 2-core machine){busy}\n"
-            f"[time] where it went: {parts}")
+    lines = [f"[time] {total:.0f} s in all (budget {BUDGET_S} s on an idle 2-core machine){busy}",
+             f"[time] where it went: {parts}"]
+    cells = prov.get("cell_seconds") or {}
+    if cells and prov.get("earlier_invocations"):  # resumed: cells finished by earlier invocations
+        lines.append("[time] cells as they ran (all invocations): " + ", ".join(
+            f"{c} {v['seconds']:.0f} s" for c, v in cells.items()) + f"; {prov.get('cells_total_s', 0):.0f} s in all")
+    return "\n".join(lines)

@@ -10,6 +10,7 @@ instead of being left out silently.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
 import subprocess
@@ -95,6 +96,29 @@ def hardware() -> dict[str, Any]:
     return hw
 
 
+def cell_seconds(root: Path) -> dict[str, dict[str, float]]:
+    """Per finished cell, the seconds it took whichever invocation ran it: from its first file to its
+    ``done.json`` (so a resumed run still accounts for cells finished earlier), and its training's own
+    wall time (``run/budget.json``)."""
+    out: dict[str, dict[str, float]] = {}
+    for done in sorted((root / "cells").glob("*/done.json")):
+        cdir = done.parent
+        try:
+            finished = float(json.loads(done.read_text(encoding="utf-8")).get("finished_at") or done.stat().st_mtime)
+        except (OSError, ValueError):
+            continue
+        first = min((p.stat().st_mtime for p in cdir.rglob("*") if p.is_file()), default=finished)
+        entry = {"seconds": round(max(0.0, finished - first), 1)}
+        budget = cdir / "run" / "budget.json"
+        if budget.exists():
+            try:
+                entry["train_s"] = round(float(json.loads(budget.read_text(encoding="utf-8")).get("wall_time_s", 0)), 1)
+            except (OSError, ValueError):
+                pass
+        out[cdir.name] = entry
+    return out
+
+
 def collect_provenance(config: dict[str, Any], *, model_path: str | None, root: Path,
                        started_at: float, finished_at: float | None = None,
                        stage_seconds: dict[str, float] | None = None) -> dict[str, Any]:
@@ -114,6 +138,16 @@ def collect_provenance(config: dict[str, Any], *, model_path: str | None, root: 
                 data_hashes[str(p.relative_to(root))] = sha256_file(p)
     if (root / "eval_prompts.jsonl").exists():
         data_hashes["eval_prompts.jsonl"] = sha256_file(root / "eval_prompts.jsonl")
+    earlier: list[dict[str, Any]] = []
+    previous = root / PROVENANCE_FILE
+    if previous.exists():  # a resumed run: keep what the earlier invocations recorded
+        try:
+            old = json.loads(previous.read_text(encoding="utf-8"))
+            earlier = list(old.get("earlier_invocations") or []) + [
+                {k: old.get(k) for k in ("date_utc", "wall_time_s", "stage_seconds")}]
+        except (OSError, ValueError):
+            missing["earlier_invocations"] = "the previous provenance.json could not be read"
+    cells = cell_seconds(root)
     commit, dirty = git_commit()
     if commit is None:
         missing["git_commit"] = "not running from a git checkout"
@@ -132,6 +166,9 @@ def collect_provenance(config: dict[str, Any], *, model_path: str | None, root: 
         "hardware": hardware(),
         "wall_time_s": round(finished_at - started_at, 1),
         "stage_seconds": stage_seconds or {},
+        "cell_seconds": cells,
+        "cells_total_s": round(sum(c["seconds"] for c in cells.values()), 1),
+        "earlier_invocations": earlier,
         "missing": missing,
     }
 

@@ -17,14 +17,14 @@ from polyinstruct.report.load import ExperimentData, load_experiment
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans","DejaVu Sans","Noto Sans Bengali","Noto Sans CJK SC","Noto Sans CJK JP","Noto Sans SC","Droid Sans Fallback",sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.6em}h2{margin-top:1.6em;border-bottom:1px solid #ddd;padding-bottom:.2em}
-table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
-th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right;vertical-align:top}
+table{border-collapse:collapse;margin:.6em 0;font-size:.92em;display:block;overflow-x:auto;max-width:100%}
+th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right;vertical-align:top;white-space:nowrap}
 th:first-child,td:first-child{text-align:left}
 thead th{background:#f3f4f6}
 img{max-width:100%;border:1px solid #eee;margin:.4em 0}
 .sample td{text-align:left;white-space:pre-wrap;max-width:320px}
 .note{color:#555;font-size:.9em}
-table.kv td{text-align:left;word-break:break-all}
+table.kv td{text-align:left;word-break:break-all;white-space:normal}
 .warn{color:#8a4b00;background:#fff6e5;padding:.4em .6em}
 pre{background:#f6f8fa;padding:.6em;overflow-x:auto;font-size:.85em}
 """
@@ -116,8 +116,14 @@ def _provenance(data: ExperimentData) -> tuple[str, list[tuple[str, str]], str |
     stages = p.get("stage_seconds") or {}
     rows = [
         ("date (UTC)", str(p.get("date_utc"))),
-        ("wall time", f"{p.get('wall_time_s')} s (report rendering not included)"),
+        ("wall time", f"{p.get('wall_time_s')} s (this invocation; report rendering not included)"),
         ("where the time went", ", ".join(f"{k} {v:.0f} s" for k, v in stages.items()) or "-"),
+        ("cells as they ran", (", ".join(f"{c} {v['seconds']:.0f} s" + (f" (training {v['train_s']:.0f} s)"
+                                                                         if "train_s" in v else "")
+                                         for c, v in (p.get("cell_seconds") or {}).items())
+                               + f"; {p.get('cells_total_s', 0):.0f} s in all") if p.get("cell_seconds") else "-"),
+        ("earlier invocations", "; ".join(f"{e.get('date_utc')}: {e.get('wall_time_s')} s"
+                                          for e in p.get("earlier_invocations") or []) or "none"),
         ("git commit", f"{git.get('commit')}{' (uncommitted changes)' if git.get('dirty') else ''}"),
         ("model", f"{model.get('name')} at {model.get('path')}"),
         ("model sha256", str(model.get("sha256"))),

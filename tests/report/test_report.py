@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -201,3 +202,23 @@ def test_runner_progress_adds_up_seconds_per_stage(monkeypatch, capsys):
     say("  train multi on multi.jsonl")  # 15: cell 4 s
     assert say.finish() == {"model": 2.0, "cell": 11.0, "predict": 1.0, "train": 5.0}
     assert "[    1.0s] [model] resolving m" in capsys.readouterr().out
+
+
+def test_provenance_accounts_for_cells_and_earlier_invocations_of_a_resumed_run(tmp_path):
+    from polyinstruct.report.provenance import collect_provenance
+
+    root = _fake_experiment(tmp_path, provenance=False)
+    for cell, took in (("base", 30.0), ("multi", 90.0)):
+        cdir = root / "cells" / cell
+        start = time.time() - 1000
+        for f in cdir.rglob("*"):
+            if f.is_file():
+                os.utime(f, (start, start))
+        write_json(cdir / "done.json", {"cell": cell, "finished_at": start + took})
+    first = write_provenance(root, {"name": "unit"}, model_path=None, started_at=time.time() - 5)
+    assert first["cell_seconds"]["base"]["seconds"] == pytest.approx(30.0, abs=0.2)
+    assert first["cell_seconds"]["multi"] == {"seconds": pytest.approx(90.0, abs=0.2), "train_s": 3.2}
+    assert first["cells_total_s"] == pytest.approx(120.0, abs=0.5) and first["earlier_invocations"] == []
+    second = collect_provenance({"name": "unit"}, model_path=None, root=root, started_at=time.time() - 1)
+    assert [e["wall_time_s"] for e in second["earlier_invocations"]] == [first["wall_time_s"]]
+    assert "model_sha256" in second["missing"] and second["git"]["commit"]
