@@ -123,8 +123,20 @@ class _Translator:
         return out
 
 
+def _parts(conv: Conversation) -> list[str]:
+    """The texts a conversation translates, in order: each message's content, then its input if any."""
+    return [t for m in conv.messages for t in ((m.content, m.input) if m.input else (m.content,))]
+
+
+def _rebuild(conv: Conversation, texts: list[str], tgt: str | None) -> list[Message]:
+    """Messages with ``texts`` (ordered as ``_parts``) in place of their contents and inputs."""
+    it = iter(texts)
+    return [Message(m.role, next(it), (tgt if m.language else None) if tgt else m.language,
+                    next(it) if m.input else None) for m in conv.messages]
+
+
 def _message_pieces(conv: Conversation) -> list[Any]:
-    return [segment(m.content) for m in conv.messages]
+    return [segment(t) for t in _parts(conv)]
 
 
 def _translate_records(convs: list[Conversation], src: str, tgt: str, tr: _Translator, cfg: GateConfig,
@@ -158,7 +170,7 @@ def _translate_records(convs: list[Conversation], src: str, tgt: str, tr: _Trans
                 check_units([u.text for u in s.units], os_, cfg)
             if span_error is not None:
                 raise GateFailure("protected-span-lost", str(span_error))
-            ratios = [check_message(m.content, t, src, tgt, cfg) for m, t in zip(conv.messages, new_contents)]
+            ratios = [check_message(o, t, src, tgt, cfg) for o, t in zip(_parts(conv), new_contents)]
         except GateFailure as g:
             rejects.append(_reject_row(conv, tgt, g, new_contents))
             continue
@@ -200,14 +212,14 @@ def _back_translate(accepted: list[tuple[Conversation, list[str], dict]], src: s
             pending.append(conv.id)
             continue
         scores = []
-        for m, s, os_ in zip(conv.messages, ss, outs):
+        for original, s, os_ in zip(_parts(conv), ss, outs):
             if not s.units:
                 continue
             try:
                 back = join(s, [restore(u, o) for u, o in zip(s.units, os_)])
             except SpanError:
                 back = join(s, list(os_))  # a lost tag on the way back is the round trip's loss, scored as is
-            scores.append(chrf(back, m.content))
+            scores.append(chrf(back, original))
         score = sum(scores) / len(scores) if scores else None
         quality["bt_chrf"] = round(score, 2) if score is not None else None
         if score is not None and score < cfg.min_bt_chrf:
@@ -219,7 +231,7 @@ def _back_translate(accepted: list[tuple[Conversation, list[str], dict]], src: s
 
 
 def _output_row(conv: Conversation, contents: list[str], tgt: str, src: str, engine: Any, quality: dict) -> dict:
-    msgs = [Message(m.role, c, tgt if m.language else None) for m, c in zip(conv.messages, contents)]
+    msgs = _rebuild(conv, contents, tgt)
     meta = {**conv.meta, "translation": {"from": src, "engine": engine.key, **quality}}
     return Conversation(conv.id, msgs, language=tgt, source=conv.source, tags=list(conv.tags), license=conv.license,
                         meta=meta).to_dict()
@@ -227,7 +239,7 @@ def _output_row(conv: Conversation, contents: list[str], tgt: str, src: str, eng
 
 def _reject_row(conv: Conversation, tgt: str, g: GateFailure, contents: list[str]) -> dict:
     return {"id": conv.id, "language": tgt, "reason": g.reason, "detail": g.detail,
-            "translation": [{"role": m.role, "content": c} for m, c in zip(conv.messages, contents)]}
+            "translation": [m.to_dict() for m in _rebuild(conv, contents, None)]}
 
 
 # ------------------------------------------------------------------------------------------ main entry

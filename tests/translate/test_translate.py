@@ -200,6 +200,20 @@ def test_http_engine_translates_gates_writes_catalogue_and_feeds_the_budget_reci
         assert rows(tmp_path / "mt2" / f"{lang}.jsonl") == rows(out / f"{lang}.jsonl")
 
 
+def test_alpaca_input_is_translated_and_kept_apart(tmp_path):
+    s = english_sentences(3)
+    refs = references()
+    src = tmp_path / "alpaca.json"
+    src.write_text(json.dumps([{"instruction": s[0], "input": s[1], "output": s[2]}]), encoding="utf-8")
+    with ScriptedServer(ScriptedTranslator()) as srv:
+        res = translate_dataset(src, ["fr"], tmp_path / "mt", http_engine(srv), progress=False)
+    assert res.complete
+    (row,) = rows(tmp_path / "mt" / "fr.jsonl")
+    user, assistant = row["messages"]
+    assert user["content"] == refs["fr"][s[0]] and user["input"] == refs["fr"][s[1]]
+    assert assistant["content"] == refs["fr"][s[2]] and "input" not in assistant
+
+
 def test_back_translation_scores_the_round_trip(toy, tmp_path):
     src, s, _, _ = toy
     with ScriptedServer(ScriptedTranslator()) as srv:
