@@ -15,9 +15,9 @@ from polyinstruct.report import plots, tables
 from polyinstruct.report.load import ExperimentData, load_experiment
 
 _CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans","DejaVu Sans","Noto Sans Bengali","Noto Sans CJK SC","Noto Sans CJK JP","Noto Sans SC","Droid Sans Fallback",sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans","DejaVu Sans","Noto Sans Bengali","Noto Sans CJK SC","Noto Sans CJK JP","Noto Sans SC","Droid Sans Fallback",sans-serif;max-width:1500px;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.6em}h2{margin-top:1.6em;border-bottom:1px solid #ddd;padding-bottom:.2em}
-table{border-collapse:collapse;margin:.6em 0;font-size:.92em;display:block;overflow-x:auto;max-width:100%}
+table{border-collapse:collapse;margin:.6em 0;font-size:.85em;display:block;overflow-x:auto;max-width:100%}
 th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right;vertical-align:top;white-space:nowrap}
 th:first-child,td:first-child{text-align:left}
 thead th{background:#f3f4f6}
