@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from polyinstruct.errors import ConfigError, DataError, MissingDependencyError
-from polyinstruct.eval.data import DATASOURCES, DataSource, read_json_file
+from polyinstruct.eval.data import DATASOURCES, DataSource
 from polyinstruct.eval.suites.crosslingual import gen_kwargs, mean_metrics
 from polyinstruct.eval.tasks import SUITES, TASKS, BuildContext, EvalTask, Suite
 
@@ -226,7 +226,8 @@ def _belle_build(ctx: BuildContext) -> list[dict[str, Any]]:
     max_tokens = int(ctx.options.get("belle_max_tokens", BELLE_MAX_TOKENS))
     return [{"task": "ac_belle_eval", "dataset_path": "json",
              "dataset_kwargs": {"data_files": {"test": str(local[""]["test"])}}, "test_split": "test",
-             "output_type": "generate_until", "doc_to_text": "{{question}}", "doc_to_target": "", "target_delimiter": "",
+             "output_type": "generate_until", "doc_to_text": "{{question}}", "doc_to_target": "",
+             "target_delimiter": "",
              "process_results": lambda doc, results: {"generated": 1.0}, "metric_list": mean_metrics("generated"),
              "generation_kwargs": gen_kwargs(["</s>", "<|im_end|>"], max_tokens), "num_fewshot": 0,
              "metadata": {"version": 1.0}}]

@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from polyinstruct.errors import ConfigError, DataError
-from polyinstruct.eval.data import DATASOURCES, DataSource, MissingDatasetError, hub_offline, local_copy, \
-    missing_message, read_json_file
+from polyinstruct.eval.data import DATASOURCES, DataSource, MissingDatasetError, local_copy, missing_message, \
+    read_json_file
 from polyinstruct.eval.scoring import squad_em, squad_f1
 from polyinstruct.eval.tasks import SUITES, TASKS, BuildContext, EvalTask, Suite, lm_eval_config
-from polyinstruct.fileio import write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +61,16 @@ def languages(ctx: BuildContext, available: tuple[str, ...], default: tuple[str,
     from polyinstruct.lang.codes import normalize_code
 
     wanted = []
-    for code in str(raw).split(","):
-        if code.strip():
-            try:
-                wanted.append(normalize_code(code.strip()))
-            except Exception:  # noqa: BLE001 - an unknown code is reported below like a missing one
-                wanted.append(code.strip().lower())
+    for code in (c.strip() for c in str(raw).split(",")):
+        if not code:
+            continue
+        if code.lower() in available:  # the benchmark's own code (e.g. Global-MMLU's "fil")
+            wanted.append(code.lower())
+            continue
+        try:
+            wanted.append(normalize_code(code))
+        except Exception:  # noqa: BLE001 - an unknown code is reported below like a missing one
+            wanted.append(code.lower())
     kept = [w for w in dict.fromkeys(wanted) if w in available]
     dropped = [w for w in wanted if w not in available]
     if dropped:
@@ -240,34 +243,24 @@ def convert_flores(folder: Path) -> dict[str, dict[str, list[dict]]]:
     return out
 
 
-FLORES_HUB = "gsarti/flores_101"
 DATASOURCES.register("flores101", DataSource(
-    name="flores101", hub=FLORES_HUB,
+    name="flores101", hub=None,
     layout="flores101_dataset/devtest/CODE.devtest (and dev/CODE.dev), one sentence per line, e.g. eng, fra, "
            "spa, rus, bul, zho_simpl (flores101_dataset.tar.gz)",
     fetch="https://dl.fbaipublicfiles.com/flores101/dataset/flores101_dataset.tar.gz", convert=convert_flores))
 
 
 def _flores_files(ctx: BuildContext, direction: str) -> dict[str, str]:
-    """{split: JSONL} for one direction: the local copy, else the hub (online) written once to OUT/_data."""
+    """{split: JSONL} for one direction from the local copy (the hub copies of Flores-101 are
+    loading scripts, which polyinstruct does not run)."""
     local = local_copy("flores101", ctx)
     src = DATASOURCES.get("flores101")
-    if local is not None:
-        if direction not in local or "devtest" not in local[direction]:
-            raise MissingDatasetError(f"{ctx.data_dir / 'flores101'}: no devtest files for {direction}; "
-                                      f"{missing_message(src, ctx.data_dir)}")
-        return {k: str(v) for k, v in local[direction].items()}
-    if hub_offline():
+    if local is None:
         raise MissingDatasetError(missing_message(src, ctx.data_dir))
-    a, b = direction.split("-")
-    out = ctx.work_dir / "flores101_hub" / f"{direction}.jsonl"
-    if not out.is_file():
-        import datasets
-
-        sa = datasets.load_dataset(FLORES_HUB, FLORES_CODES[a], split="devtest")["sentence"]
-        sb = datasets.load_dataset(FLORES_HUB, FLORES_CODES[b], split="devtest")["sentence"]
-        write_jsonl(out, [{"id": i, "source": s, "target": t} for i, (s, t) in enumerate(zip(sa, sb))])
-    return {"devtest": str(out)}
+    if direction not in local or "devtest" not in local[direction]:
+        raise MissingDatasetError(f"{ctx.data_dir / 'flores101'}: no devtest files for {direction}; "
+                                  f"{missing_message(src, ctx.data_dir)}")
+    return {k: str(v) for k, v in local[direction].items()}
 
 
 def _flores_builder(into_english: bool):
