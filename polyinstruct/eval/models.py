@@ -155,10 +155,16 @@ def load_openai(model: str, *, base_url: str | None = None, template: str | None
                                   "render templates for /v1/completions)", field="--template")
             return fmt.render(chat_history)
 
-    kw: dict[str, Any] = {"base_url": base_url, "model": model, "batch_size": batch_size,
-                          "tokenizer_backend": "huggingface" if tokenizer else None}
-    if tokenizer:
-        kw["tokenizer"] = tokenizer
+    kw: dict[str, Any] = {"base_url": base_url, "model": model, "batch_size": batch_size}
+    if tokenizer:  # a local tokenizer: token-id prompts, likelihood tasks work
+        kw.update(tokenizer_backend="huggingface", tokenizer=tokenizer)
+    else:
+        from lm_eval.utils import check_remote_tokenizer_support
+
+        if check_remote_tokenizer_support(base_url):  # the server's tokenizer endpoint
+            kw["tokenizer_backend"] = "remote"
+        else:  # text prompts: generation tasks only
+            kw.update(tokenizer_backend=None, tokenized_requests=False)
     if max_length:
         kw["max_length"] = max_length
     lm = PolyCompletions(**kw)

@@ -1,0 +1,42 @@
+"""The openai backend (lm-eval's local-completions client) against `polyinstruct serve` gives the
+HF backend's generations on the same model (greedy), so endpoints are benchmarked like local models."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("lm_eval")
+
+FIXTURES = Path(__file__).parent / "fixtures" / "data"
+
+
+@pytest.mark.slow
+def test_openai_backend_against_polyinstruct_serve_matches_hf(tmp_path, monkeypatch):
+    for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.setenv(k, "1")
+    from polyinstruct.eval.run import evaluate
+    from polyinstruct.infer.hf import HFBackend
+    from polyinstruct.infer.serve import create_app
+    from polyinstruct.models.tiny import build_tiny_model
+    from tests.infer.conftest import ServerThread
+
+    model = str(build_tiny_model(tmp_path / "tiny"))
+    opts = {"max_new_tokens": "6", "tydiqa_languages": "en,ru"}
+    hf = evaluate(model, "tulu_gsm8k_direct,tulu_tydiqa_goldp", out=tmp_path / "hf", data_dir=FIXTURES, limit=2,
+                  task_options=opts, backend_options={"chat": "off"})
+    app = create_app(HFBackend.from_path(model, device="cpu"), model_name="tiny", max_tokens_limit=64)
+    with ServerThread(app) as srv:
+        api = evaluate("tiny", "tulu_gsm8k_direct,tulu_tydiqa_goldp", out=tmp_path / "api", data_dir=FIXTURES,
+                       limit=2, task_options=opts, backend="openai",
+                       backend_options={"base_url": srv.url + "/v1/completions", "chat": "off"})
+    assert [r["score"] for r in api["tasks"]] == [r["score"] for r in hf["tasks"]]
+
+    def gens(root):
+        out = {}
+        for p in sorted(Path(root).rglob("samples_*.jsonl")):
+            out[p.name] = [json.loads(x)["resps"][0][0].strip() for x in p.read_text().splitlines()]
+        return out
+
+    assert gens(tmp_path / "api") == gens(tmp_path / "hf") and gens(tmp_path / "hf")
