@@ -53,6 +53,15 @@ def _chat_choice(chat: str | bool, source: str) -> bool:
     raise ConfigError(f"chat must be auto, on or off, got {chat!r}", field="--chat")
 
 
+def render_chat(fmt: Any, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+    """lm-eval's chat rendering through a polyinstruct prompt format. Without a generation
+    prompt, lm-eval asks to continue a final assistant message (an answer prefix): the prompt
+    up to the assistant turn, then that text."""
+    if not add_generation_prompt and chat_history and chat_history[-1].get("role") == "assistant":
+        return fmt.render(chat_history[:-1]) + chat_history[-1].get("content", "")
+    return fmt.render(chat_history)
+
+
 def _hflm_class():
     try:
         from lm_eval.models.huggingface import HFLM
@@ -69,9 +78,7 @@ def _hflm_class():
         def apply_chat_template(self, chat_history, add_generation_prompt: bool = True) -> str:
             if self.prompt_format is None:
                 return super().apply_chat_template(chat_history, add_generation_prompt)
-            text = self.prompt_format.render(chat_history)
-            # the rendered prompt may start with BOS; HFLM's tokenizer adds none for it again
-            return text
+            return render_chat(self.prompt_format, chat_history, add_generation_prompt)
 
         def chat_template(self, chat_template=False):
             return self.prompt_format.name if self.prompt_format is not None else super().chat_template(chat_template)
@@ -118,7 +125,7 @@ def load_vllm(model: str, *, template: str | None = None, chat: str | bool = "au
 
     class PolyVLLM(VLLM):
         def apply_chat_template(self, chat_history, add_generation_prompt: bool = True) -> str:
-            return fmt.render(chat_history)
+            return render_chat(fmt, chat_history, add_generation_prompt)
 
     kw: dict[str, Any] = {"pretrained": base, "batch_size": batch_size, "dtype": dtype or "auto"}
     if adapter:
@@ -153,7 +160,7 @@ def load_openai(model: str, *, base_url: str | None = None, template: str | None
             if fmt is None:
                 raise ConfigError("chat prompts over --backend openai need --template (the server does not "
                                   "render templates for /v1/completions)", field="--template")
-            return fmt.render(chat_history)
+            return render_chat(fmt, chat_history, add_generation_prompt)
 
     kw: dict[str, Any] = {"base_url": base_url, "model": model, "batch_size": batch_size}
     if tokenizer:  # a local tokenizer: token-id prompts, likelihood tasks work

@@ -40,3 +40,15 @@ def test_openai_backend_against_polyinstruct_serve_matches_hf(tmp_path, monkeypa
         return out
 
     assert gens(tmp_path / "api") == gens(tmp_path / "hf") and gens(tmp_path / "hf")
+
+
+def test_chat_rendering_uses_the_template_and_continues_an_answer_prefix():
+    from polyinstruct.eval.models import render_chat
+    from polyinstruct.infer.prompting import resolve_prompt_format
+
+    fmt = resolve_prompt_format(None, None, "tulu")
+    user = [{"role": "user", "content": "Q: 2+2?"}]
+    full = render_chat(fmt, user)
+    assert full == fmt.render(user) and full.startswith("<|user|>\nQ: 2+2?") and full.rstrip().endswith("<|assistant|>")
+    prefixed = render_chat(fmt, user + [{"role": "assistant", "content": "A: The answer is"}], False)
+    assert prefixed == full + "A: The answer is"

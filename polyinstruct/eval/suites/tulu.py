@@ -106,8 +106,8 @@ for _shots in (0, 5):
     TASKS.register(f"tulu_mmlu_{_shots}shot", EvalTask(
         name=f"tulu_mmlu_{_shots}shot", benchmark="mmlu", setting=f"{_shots}shot", metric="acc", aggregate="micro",
         build=_mmlu_builder(_shots), sources=("mmlu",),
-        description=f"MMLU, 57 subjects, {_shots}-shot (the dev set's first {_shots}), official prompt, "
-                    "accuracy over all questions"))
+        description=f"MMLU, 57 subjects, {_shots}-shot" + (f" (the dev set's first {_shots})" if _shots else "")
+                    + ", official prompt, accuracy over all questions"))
 
 
 # ============================================================================ GSM8K
@@ -498,7 +498,7 @@ def _alpaca_post(samples: dict[str, list[dict]], ctx: BuildContext) -> dict[str,
     rows = samples["tulu_alpacaeval"]
     out_dir = ctx.work_dir.parent / "tulu_alpacaeval"
     preds = out_dir / "predictions.jsonl"
-    write_jsonl(preds, [{"id": r["doc"]["id"], "model": ctx.model,
+    write_jsonl(preds, [{"id": r["doc"].get("id") or f"alpaca_eval-{r['doc_id']}", "model": ctx.model,
                          "messages": [{"role": "user", "content": r["doc"]["instruction"]}],
                          "response": str(r["filtered_resps"][0] if isinstance(r["filtered_resps"], list)
                                          else r["filtered_resps"]).strip(),
