@@ -305,7 +305,8 @@ def translation_scores(hyps: list[str], refs: list[str], target_lang: str) -> di
     """Corpus chrF (sacrebleu defaults: chrF2, character 6-grams) and spBLEU when its model is here."""
     from sacrebleu.metrics import BLEU, CHRF
 
-    out: dict[str, Any] = {"chrf": CHRF().corpus_score(hyps, [refs]).score}
+    chrf = CHRF()
+    out: dict[str, Any] = {"chrf": chrf.corpus_score(hyps, [refs]).score, "chrf_stderr": chrf_stderr(chrf, hyps, refs)}
     tok = spbleu_tokenizer()
     if tok:
         out["spbleu"] = BLEU(tokenize=tok).corpus_score(hyps, [refs]).score
@@ -318,6 +319,23 @@ def translation_scores(hyps: list[str], refs: list[str], target_lang: str) -> di
     return out
 
 
+BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED = 1000, 1234
+
+
+def chrf_stderr(chrf: Any, hyps: list[str], refs: list[str]) -> float | None:
+    """Bootstrap standard error of corpus chrF: sentences resampled with replacement, the
+    corpus score recomputed from summed sentence statistics (as sacrebleu's own bootstrap)."""
+    if len(hyps) < 2:
+        return None
+    import numpy as np
+
+    stats = np.asarray(chrf._extract_corpus_statistics(hyps, [refs]), dtype=float)
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    idx = rng.integers(0, len(hyps), size=(BOOTSTRAP_RESAMPLES, len(hyps)))
+    scores = [chrf._compute_score_from_stats(list(stats[i].sum(axis=0))).score for i in idx]
+    return float(np.std(scores, ddof=1))
+
+
 def _flores_post(samples: dict[str, list[dict]], ctx: BuildContext) -> dict[str, dict[str, Any]]:
     out = {}
     for sub, rows in sorted(samples.items()):
@@ -327,7 +345,8 @@ def _flores_post(samples: dict[str, list[dict]], ctx: BuildContext) -> dict[str,
         sc = translation_scores(hyps, refs, sub.rsplit("_", 1)[-1])
         if sc.get("note"):
             log.warning("%s: %s", sub, sc["note"])
-        out[sub] = {"score": sc.pop("chrf") / 100, "stderr": None, "n": len(rows), **sc}
+        se = sc.pop("chrf_stderr")
+        out[sub] = {"score": sc.pop("chrf") / 100, "stderr": None if se is None else se / 100, "n": len(rows), **sc}
     return out
 
 
