@@ -10,12 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from polyinstruct.config import load_yaml, validate_config
 from polyinstruct.errors import ConfigError
 from polyinstruct.infer.backend import DecodingParams
-from polyinstruct.registry import Registry
 
 
 class JudgeConfig(BaseModel):
@@ -35,7 +34,7 @@ class JudgeConfig(BaseModel):
     backoff_max: float = Field(60.0, ge=0, allow_inf_nan=False)
     concurrency: int = Field(8, ge=1)
     prices: dict[str, dict[str, float]] = Field(default_factory=dict)  # USD per 1M tokens
-    # hf options, passed to polyinstruct.infer.load_backend (HFBackend.from_path)
+    # options of a local backend (hf, vllm), passed to polyinstruct.infer.load_backend
     backend_options: dict[str, Any] = Field(default_factory=dict)
     # judging
     max_new_tokens: int = 1024
@@ -53,6 +52,17 @@ class JudgeConfig(BaseModel):
         return DecodingParams(max_new_tokens=self.max_new_tokens, do_sample=self.temperature > 0,
                               temperature=self.temperature if self.temperature > 0 else 1.0)
 
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        from polyinstruct.infer import BACKENDS
+        from polyinstruct.registry import suggest
+
+        if v not in BACKENDS:  # one registry for every generation backend (docs/extending.md)
+            raise ValueError(f"unknown generation backend {v!r}.{suggest(v, BACKENDS.names())} "
+                             f"Known: {', '.join(BACKENDS.names())}")
+        return v
+
 
 def resolve_judge_config(judge: dict | str | JudgeConfig, overrides: dict[str, Any] | None = None) -> JudgeConfig:
     if isinstance(judge, JudgeConfig):
@@ -69,28 +79,25 @@ def resolve_judge_config(judge: dict | str | JudgeConfig, overrides: dict[str, A
     return validate_config(JudgeConfig, data, file=src)
 
 
-def _openai_http(cfg: JudgeConfig) -> Any:
-    from polyinstruct.infer.openai_http import OpenAIHTTPBackend
-
-    return OpenAIHTTPBackend(cfg.model, base_url=cfg.base_url, api_key_env=cfg.api_key_env, timeout=cfg.timeout,
-                             max_retries=cfg.max_retries, backoff_base=cfg.backoff_base,
-                             backoff_max=cfg.backoff_max, concurrency=cfg.concurrency, prices=cfg.prices,
-                             seed=cfg.seed)
-
-
-def _hf(cfg: JudgeConfig) -> Any:
-    from polyinstruct.infer import load_backend  # imports transformers lazily, only for local judges
-
-    return load_backend({"backend": "hf", "model": cfg.model, **cfg.backend_options})
-
-
-JUDGE_BACKENDS: Registry = Registry("judge backend")
-JUDGE_BACKENDS.register("openai_http", _openai_http)
-JUDGE_BACKENDS.register("hf", _hf)
-
-
 def build_backend(cfg: JudgeConfig) -> Any:
-    return JUDGE_BACKENDS.get(cfg.backend)(cfg)
+    """The judge model's generation backend, from the one backend registry (``polyinstruct.infer.BACKENDS``).
+
+    ``backend: openai_http`` gets the judge's HTTP settings (retries, concurrency, prices);
+    any other registered backend (``hf``, ``vllm``) gets ``backend_options``. An unknown
+    name fails with the registry's did-you-mean.
+    """
+    from polyinstruct.infer import BACKENDS, load_backend  # imports transformers lazily, only for local judges
+
+    BACKENDS.get(cfg.backend)
+    if cfg.backend == "openai_http":
+        options: dict[str, Any] = dict(base_url=cfg.base_url, api_key_env=cfg.api_key_env, timeout=cfg.timeout,
+                                       max_retries=cfg.max_retries, backoff_base=cfg.backoff_base,
+                                       backoff_max=cfg.backoff_max, concurrency=cfg.concurrency, prices=cfg.prices,
+                                       seed=cfg.seed)
+        options.update(cfg.backend_options)
+    else:
+        options = dict(cfg.backend_options)
+    return load_backend({"backend": cfg.backend, "model": cfg.model, **options})
 
 
 def cache_path(cfg: JudgeConfig) -> Path:
