@@ -207,7 +207,8 @@ for _name, _bench, _build, _langs, _label in (("xl_xquad", "xquad", _xquad_build
     TASKS.register(_name, EvalTask(
         name=_name, benchmark=_bench, setting="0shot", metric="f1", aggregate="macro", build=_build,
         sources=(_bench,), postprocess=qa_post,
-        description=f"{_label}, 0-shot, the prompt in the test language, greedy to the first newline; SQuAD F1 "
+        description=f"{_label}, 0-shot, {'the prompt in the test language' if _bench == 'xquad' else 'English prompt labels'}"
+                    ", greedy to the first newline; SQuAD F1 "
                     f"(exact match beside it) per language ({', '.join(_langs)}), mean over languages"))
 
 
