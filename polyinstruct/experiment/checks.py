@@ -33,9 +33,9 @@ JUDGE_NOT_RESULT = frozenset({"base_url", "api_key_env", "timeout", "max_retries
                               "backoff_max", "concurrency", "prices", "cache_dir"})
 # Evaluation settings placed in the cell fingerprint by name, or changing no answer (batch_size).
 EVAL_PLACED = frozenset({"prompts_per_language", "max_new_tokens", "decoding", "batch_size"})
-# Experiment fields the fingerprints place (or leave out: name, output_dir, resume, arms).
-KNOWN_FIELDS = frozenset({"name", "output_dir", "resume", "arms", "model", "template", "method", "train_languages",
-                          "eval_languages", "english", "data", "eval_data", "eval_set", "examples_per_language",
+# Experiment fields the fingerprints place (or leave out: name, output_dir, resume, arms, executor).
+KNOWN_FIELDS = frozenset({"name", "output_dir", "resume", "arms", "executor", "model", "template", "method",
+                          "train_languages", "eval_languages", "english", "data", "eval_data", "eval_set", "examples_per_language",
                           "downsample_by", "sizes", "train", "eval", "judge", "lid", "seed"})
 # What ``resume: never`` removes (only these: the experiment folder may hold other files).
 OUTPUTS = ("cells", "arms", "sizes", "report", "eval_prompts.jsonl", "results.jsonl", "budget_table.json",

@@ -11,6 +11,8 @@ def register(sub) -> None:
     p.add_argument("config")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. eval.max_new_tokens=32")
     p.add_argument("--no-report", action="store_true")
+    p.add_argument("--executor", default=None, help="where cells run: local | ray | slurm (sets executor.name; "
+                   "docs/clusters.md)")
     p.set_defaults(func=_experiment)
     q = sub.add_parser("quickstart", help="the built-in multilingual experiment (about 10 min on a laptop CPU)")
     q.add_argument("overrides", nargs="*", help="key=value overrides of the quickstart config")
@@ -35,7 +37,8 @@ def _experiment(args) -> int:
     from polyinstruct.experiment.runner import run_experiment
 
     _quiet_libraries()
-    root = run_experiment(args.config, args.overrides, progress=True, report=not args.no_report)
+    overrides = list(args.overrides) + ([f"executor.name={args.executor}"] if args.executor else [])
+    root = run_experiment(args.config, overrides, progress=True, report=not args.no_report)
     print(f"experiment: {root}")
     if not args.no_report:
         print(f"report: {root / 'report' / 'report.html'}")

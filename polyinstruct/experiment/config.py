@@ -7,6 +7,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from polyinstruct.eval.experiment import BenchmarkSettings
+from polyinstruct.experiment.executors import ExecutorSettings
 
 ARM_KINDS = ("base", "multi", "multi-down", "en-only", "mono")
 
@@ -55,6 +56,8 @@ class ExperimentConfig(BaseModel):
     judge: dict[str, Any] | None = None
     lid: str = "auto"
     seed: int = 0
+    # where cells run (local | ray | slurm), their resources and retries; docs/clusters.md
+    executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
     resume: Literal["auto", "never"] = Field(
         "auto", description="auto: continue, refusing results made with other settings; never: start over")
 

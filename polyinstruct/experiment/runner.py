@@ -110,16 +110,16 @@ def _run(cfg: ExperimentConfig, root: Path, file: str | None, progress: bool, re
     eval_path = root / "eval_prompts.jsonl"  # rewritten each run: cells check their own prompts
     write_jsonl(eval_path, (c.to_dict() for c in load_eval_prompts(cfg)))
 
+    # the cells, on the configured executor (experiment/executors.py, docs/clusters.md)
+    from polyinstruct.experiment.executors import get_executor, new_run_id
+
     cells = cfg.cells()
+    todo = [c.name for c in cells if not (root / "cells" / c.name / "done.json").exists()]
     for i, cell in enumerate(cells, 1):
-        cdir = root / "cells" / cell.name
-        if (cdir / "done.json").exists():
+        if cell.name not in todo:
             say(f"[{i}/{len(cells)}] {cell.name}: finished earlier, skipped")
-            continue
-        say(f"[{i}/{len(cells)}] {cell.name}")
-        checks.write_cell_fingerprint(cfg, cell, cdir)
-        _run_cell(cfg, cell, cdir, root, model_path, eval_path, say, progress)
-        write_json(cdir / "done.json", {"cell": cell.name, "finished_at": time.time()})
+    if todo:
+        get_executor(cfg.executor).run(cfg.model_dump(), root, todo, model_path, new_run_id(), say, progress)
 
     _write_results(cfg, root, data_budget)
     from polyinstruct.report.provenance import write_provenance  # versions, hashes, hardware, wall time
@@ -148,8 +148,15 @@ def _run_cell(cfg: ExperimentConfig, cell: Cell, cdir: Path, root: Path, model_p
             from polyinstruct.experiment.checks import cell_train_config
 
             train_cfg = cell_train_config(cfg, model=model_path, data=str(data_file), output_dir=str(run_dir))
-            say(f"  train {cell.name} on {data_file.name} ({cfg.method})")
-            train(train_cfg, progress=progress)
+            procs = cfg.executor.train_processes()
+            on = f", {procs} processes" if procs > 1 else ""
+            say(f"  train {cell.name} on {data_file.name} ({cfg.method}{on})")
+            if procs > 1:  # accelerate launch; this process alone predicts and scores (rank 0's part)
+                from polyinstruct.experiment.executors import launch_training
+
+                launch_training(train_cfg, procs, cfg.executor.accelerate_config, cdir)
+            else:
+                train(train_cfg, progress=progress)
         else:
             say(f"  train {cell.name}: finished earlier")
         model_for_predict = str(run_dir)
