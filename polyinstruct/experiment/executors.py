@@ -198,9 +198,10 @@ def _attempts(cdir: Path) -> int:
 
 
 def launch_training(train_cfg: dict[str, Any], processes: int, accelerate_config: str | None, cdir: Path) -> None:
-    """Train one cell with ``accelerate launch`` over ``processes`` processes (the cell's DDP,
-    DeepSpeed or FSDP config). The training loop counts every rank's tokens in ``budget.json``;
-    only this (rank-0-side) process predicts and scores afterwards."""
+    """Train one cell over ``processes`` processes: ``accelerate launch`` with the cell's
+    accelerate config (DeepSpeed, FSDP, DDP), or torchrun (plain DDP: NCCL on GPUs, gloo on CPU)
+    without one. The training loop counts every rank's tokens in ``budget.json``; only this
+    (rank-0-side) process predicts and scores afterwards."""
     import yaml
 
     from polyinstruct.fileio import atomic_open
@@ -208,18 +209,26 @@ def launch_training(train_cfg: dict[str, Any], processes: int, accelerate_config
     path = cdir / "train.yaml"
     with atomic_open(path) as f:
         yaml.safe_dump(train_cfg, f, sort_keys=False, allow_unicode=True)
-    cmd = [sys.executable, "-m", "accelerate.commands.launch"]
     if accelerate_config:
-        cmd += ["--config_file", accelerate_config]
-    cmd += ["--num_processes", str(processes), "--num_machines", "1", "--main_process_port", str(_free_port()),
-            "-m", "polyinstruct", "train", str(path), "--no-progress"]
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", accelerate_config,
+               "--num_processes", str(processes), "--main_process_port", str(_free_port())]
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
+               "--master_port", str(_free_port())]
+    cmd += ["-m", "polyinstruct", "train", str(path), "--no-progress"]
     log = cdir / "train_launch.log"
     with open(log, "ab") as out:
         rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ}).returncode
     if rc != 0:
         tail = log.read_text(encoding="utf-8", errors="replace")[-1500:]
-        raise PolyinstructError(f"cell {cdir.name}: accelerate launch with {processes} processes exited with "
-                                f"{rc}; log {log}:\n{tail}")
+        raise PolyinstructError(f"cell {cdir.name}: {'accelerate launch' if accelerate_config else 'torchrun'} with "
+                                f"{processes} processes exited with {rc}; log {log}:\n{tail}")
+    from polyinstruct.fileio import read_json
+
+    ran = read_json(Path(train_cfg["output_dir"]) / "budget.json").get("processes")
+    if ran != processes:  # e.g. an accelerate config whose launcher ignored --num_processes
+        raise PolyinstructError(f"cell {cdir.name}: training ran on {ran} process(es), not {processes}; check "
+                                f"{accelerate_config or 'torchrun'} (log {log})")
 
 
 def _free_port() -> int:

@@ -1,7 +1,7 @@
 """Experiment executors (docs/clusters.md): the per-cell claim, a 4-cell grid on a local Ray
 cluster with 2 workers where one worker dies mid-cell, Slurm through submitit (the scripts a
 stub ``sbatch`` receives; a grid through submitit's local executor), and a cell trained by
-``accelerate launch`` over 2 CPU processes."""
+torchrun over 2 CPU processes (gloo DDP)."""
 
 from __future__ import annotations
 
@@ -182,14 +182,12 @@ def test_slurm_grid_through_submitits_local_executor_collects_results(local_grid
 
 
 @pytest.mark.slow
-def test_cell_trained_by_accelerate_launch_on_two_processes_counts_all_ranks(local_grid, tiny_model_dir, tmp_path,
-                                                                             monkeypatch):
+def test_cell_trained_on_two_processes_counts_all_ranks_and_predicts_once(local_grid, tiny_model_dir, tmp_path,
+                                                                          monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     out = tmp_path / "exp"
-    root = run_experiment(_config(tiny_model_dir, out, arms=("multi",), name="local", processes=2,
-                                  accelerate_config=str(REPO / "examples/train/accelerate_ddp_cpu.yaml")),
-                          report=False)
+    root = run_experiment(_config(tiny_model_dir, out, arms=("multi",), name="local", processes=2), report=False)
     budget = json.loads((root / "cells" / "multi" / "run" / "budget.json").read_text())
     single = json.loads((local_grid[0] / "cells" / "multi" / "run" / "budget.json").read_text())
     assert budget["processes"] == 2
@@ -205,6 +203,6 @@ def test_failed_multi_process_launch_names_the_cell_and_its_log(tmp_path, monkey
 
     cdir = tmp_path / "cells" / "multi"
     cdir.mkdir(parents=True)
-    with pytest.raises(PolyinstructError, match=r"cell multi: accelerate launch with 2 processes exited"):
+    with pytest.raises(PolyinstructError, match=r"cell multi: accelerate launch with 2 processes exited with"):
         launch_training({"model": str(tmp_path / "missing-model")}, 2, str(tmp_path / "no-such-config.yaml"), cdir)
     assert (cdir / "train_launch.log").exists()
