@@ -110,6 +110,10 @@ class Loop:
         self.collate = PackedCollator() if cfg.packing else self.padded
         self.progress = progress and accelerator.is_main_process
         self.ckpt_root = run_dir / "checkpoints"
+        from polyinstruct.train.attention import PACKED_ATTENTION
+
+        impl = getattr(accelerator.unwrap_model(model).config, "_attn_implementation", None)
+        self.example_bounds = bool(cfg.packing) and impl == PACKED_ATTENTION
         self.sparse_logits = skip_logits == 0 and accepts_boolean_logits_to_keep(accelerator.unwrap_model(model))
         # DeepSpeed divides the loss by its accumulation steps itself; plain/DDP runs pass 1.
         self.loss_scale = accelerator.num_processes * accelerator.gradient_accumulation_steps
@@ -118,6 +122,10 @@ class Loop:
     def _batch(self, idx: list[int]) -> dict[str, torch.Tensor]:
         exs = [self.train[i] for i in idx]
         b = self.collate(exs)
+        if self.example_bounds:  # packed rows: attention runs per example (train/attention.py)
+            from polyinstruct.train.attention import boundaries
+
+            b["cu_seq_lens_q"] = b["cu_seq_lens_k"] = boundaries(b["position_ids"])
         return {k: v.to(self.acc.device) for k, v in b.items()}
 
     def _forward_ce(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -93,6 +93,11 @@ def load_model(cfg: TrainConfig, tokenizer, n_added: int, *, device_map: Any = N
     kwargs["dtype"] = "auto" if cfg.dtype == "auto" else getattr(torch, _DTYPES[cfg.dtype])
     if cfg.attn_implementation:
         kwargs["attn_implementation"] = cfg.attn_implementation
+    elif cfg.packing and not torch.cuda.is_available():
+        # per-example attention inside packed rows (no dense block-diagonal mask): train/attention.py
+        from polyinstruct.train.attention import register
+
+        kwargs["attn_implementation"] = register()
     q = _quantization_config(cfg)
     if q is not None:
         kwargs["quantization_config"] = q
