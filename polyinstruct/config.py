@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from polyinstruct.yamlio import safe_load
+from polyinstruct.yamlio import load_yaml, safe_load  # noqa: F401 - load_yaml is re-exported
 from polyinstruct.errors import ConfigError
 
 M = TypeVar("M")
@@ -33,24 +33,6 @@ def cache_dir(*parts: str) -> Path:
             raise ConfigError(f"${old} is no longer read: polyinstruct has one cache variable; set {hint}")
     base = os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "polyinstruct")
     return Path(base, *parts)
-
-
-def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError("file not found", file=str(path))
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            data = safe_load(f)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"invalid YAML: {getattr(e, 'problem', e)}", file=where) from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError("top level must be a mapping of field: value", file=str(path))
-    return data
 
 
 # File endings that mark a config value as a path even when the file does not exist (yet), so a
