@@ -300,7 +300,7 @@ def part_multi_gpu(a, gpus: int, dtype, folder: Path) -> dict[str, Any]:
                str(REPO / "examples" / "train" / acc), "--num_processes", str(gpus), "-m", "polyinstruct", "train",
                str(path), "--no-progress"]
         t0 = time.perf_counter()
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=a.multi_timeout)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=a.multi_timeout, cwd=REPO)  # ds json paths
         if p.returncode != 0:
             out[name] = {"ok": False, "error": p.stderr[-600:]}
             continue

@@ -64,6 +64,9 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
         out["eval"] = {**out["eval"], "benchmarks": {**bench, "data_dir": resolve_input_path(bench["data_dir"], base)}}
     if isinstance(out.get("train"), dict):
         out["train"] = resolve_config_paths(out["train"], base)
+    ex = out.get("executor")
+    if isinstance(ex, dict) and isinstance(ex.get("accelerate_config"), str):  # docs/clusters.md
+        out["executor"] = {**ex, "accelerate_config": resolve_input_path(ex["accelerate_config"], base)}
     return out
 
 
