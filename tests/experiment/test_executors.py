@@ -206,3 +206,25 @@ def test_failed_multi_process_launch_names_the_cell_and_its_log(tmp_path, monkey
     with pytest.raises(PolyinstructError, match=r"cell multi: accelerate launch with 2 processes exited with"):
         launch_training({"model": str(tmp_path / "missing-model")}, 2, str(tmp_path / "no-such-config.yaml"), cdir)
     assert (cdir / "train_launch.log").exists()
+
+
+def test_slurm_requeue_resubmits_the_same_cell():
+    submitit = pytest.importorskip("submitit")
+    from polyinstruct.experiment.executors import _SlurmCell
+
+    job = _SlurmCell({"model": "m"}, "/runs/x", "multi", "/models/m", "run-1", False)
+    again = job.checkpoint()  # what submitit calls on timeout/preemption before requeueing
+    assert isinstance(again, submitit.helpers.DelayedSubmission)
+    assert isinstance(again.function, _SlurmCell) and again.function.args == job.args
+
+
+def test_cli_executor_option_sets_the_executor(tiny_model_dir, tmp_path, capsys):
+    import yaml
+
+    from polyinstruct.cli import main
+
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(_config(tiny_model_dir, tmp_path / "out")))
+    assert main(["experiment", str(path), "--executor", "slrum"]) != 0
+    err = capsys.readouterr().err
+    assert "error:" in err and "executor.name" in err and "Did you mean: slurm" in err and "Traceback" not in err
