@@ -99,7 +99,7 @@ def build_model(size: str, dtype, device: str, attn: str = "sdpa"):
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    cfg = Qwen2Config(**SIZES[size], attn_implementation=attn, torch_dtype=dtype)
+    cfg = Qwen2Config(**SIZES[size], attn_implementation=attn)
     torch.manual_seed(0)
     with torch.device(device):
         model = Qwen2ForCausalLM(cfg).to(dtype)
@@ -188,7 +188,7 @@ def part_quantized(a, device, dtype, folder: Path, bits: int) -> dict[str, Any]:
                             bnb_4bit_use_double_quant=True) if bits == 4 else BitsAndBytesConfig(load_in_8bit=True))
     t0 = time.perf_counter()
     model = AutoModelForCausalLM.from_pretrained(_saved_model(a, dtype, folder), quantization_config=q,
-                                                 device_map={"": 0}, torch_dtype=dtype)
+                                                 device_map={"": 0}, dtype=dtype)
     out: dict[str, Any] = {"load_s": round(time.perf_counter() - t0, 1),
                            "memory_gb": round(model.get_memory_footprint() / 2**30, 3)}
     if bits == 4:  # QLoRA: LoRA on the 4-bit model trains
