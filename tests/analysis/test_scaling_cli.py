@@ -96,6 +96,15 @@ def test_experiment_with_a_size_axis_feeds_the_scaling_fit(tiny_model_dir, tmp_p
     assert main(["analyze", "scaling", str(root), "--laws", "log1p", "--resamples", "10"]) == 0
     study = json.loads((root / "analysis" / "scaling.json").read_text())
     assert {lang: [p[0] for p in pts] for lang, pts in study["points"].items()} == {"fr": [0, 2, 4]}
+    # reference log-probabilities: one row per cell, a continuous score the same fit reads
+    from polyinstruct.analysis.refscore import reference_logprobs
+
+    ref = reference_logprobs(root)
+    assert sorted((r["cell"], r["size"], r["language"]) for r in ref) == [
+        ("base", 0, "fr"), ("mono-fr@2", 2, "fr"), ("mono-fr@4", 4, "fr")]
+    assert all(r["n"] == 2 and r["ref_logprob"] < 0 for r in ref)
+    assert main(["analyze", "scaling", str(root / "analysis" / "ref_logprob.jsonl"), "--metric", "ref_logprob",
+                 "--laws", "log1p", "--resamples", "10", "--out", str(root / "analysis" / "ref")]) == 0
 
 
 def test_report_sections_appear_when_the_experiment_has_the_data(tmp_path, tiny_model_dir):
