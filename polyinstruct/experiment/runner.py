@@ -4,7 +4,9 @@ Each cell folder (``cells/<name>/``) moves through stages whose outputs mark
 them finished: ``run/budget.json`` (trained), ``predictions.jsonl`` plus
 ``predicted.json`` (generated), ``scores.json`` (scored), ``done.json``. A rerun
 skips finished cells and finished stages; an interrupted stage resumes through
-the stage's own resume (training checkpoints, predictions by id).
+the stage's own resume (training checkpoints, predictions by id). Where the cells run (this
+process, Ray tasks, a Slurm job array) is the ``executor:`` section's choice
+(experiment/executors.py, docs/clusters.md); the folder layout is the same for all.
 """
 
 from __future__ import annotations
