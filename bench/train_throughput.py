@@ -16,7 +16,8 @@ Models: random-init Llamas, vocab 8k, untied head: "7m" (hidden 256, 4 layers, 7
 as micro-batch 8 x 2 in every arm; fp32 unless the arm says bf16; 1 thread per arm.
 
 Printed per arm: real (non-pad) tokens/s, loss-bearing tokens/s, MFU = 6 x matmul parameters x
-real tokens/s / the matmul peak measured here first (fp32, or bf16 for the bf16 arm), peak RSS;
+real tokens/s / the matmul peak measured in the arm's own process before and after training
+(fp32, or bf16 for the bf16 arm), peak RSS;
 then a table and ratios. The last line is one JSON object with every figure. Ratios come from
 arms run back to back on the same machine; absolute numbers move with the machine's load
 (printed as load_avg_start/end). For a median of runs: python bench/repeat.py -n 3 bench/train_throughput.py
@@ -216,6 +217,7 @@ def run_arm(args) -> None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     out = Path(tempfile.mkdtemp(prefix="bench-train-"))
+    before = matmul_peak() if args.arm != "peak" else None
     if args.arm == "peak":
         r = matmul_peak()
     elif args.arm in VARIANTS:
@@ -226,6 +228,12 @@ def run_arm(args) -> None:
         r = arm_trl(args.model, Path(args.data), args.method, args.steps, out, args.arm == "trl_padding_free",
                     args.micro)
     r["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if before is not None:  # the matmul peak this arm's process got, before and after training (load moves)
+        after = matmul_peak()
+        for k in before:
+            r[f"arm_{k}"] = max(before[k], after[k])
+        with open(Path(args.data).parent / "arms.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps({"arm": args.arm, "method": args.method, "model": args.model, **r}) + "\n")
     print("RESULT " + json.dumps(r))
 
 
@@ -358,7 +366,8 @@ def main() -> None:
                 r = _run(arm, method, model, data, n_steps, args)
                 r["tokens_per_s"] = r["tokens"] / r["train_s"]
                 r["loss_tokens_per_s"] = r["loss_tokens"] / r["train_s"]
-                pk = peak["bf16_gflops" if arm.endswith("bf16") else "fp32_gflops"]
+                kind = "bf16_gflops" if arm.endswith("bf16") else "fp32_gflops"
+                pk = r.get(f"arm_{kind}", peak[kind])  # the peak measured in the arm's own process
                 r["mfu"] = 6 * matmul * r["tokens_per_s"] / (pk * 1e9)
                 res[arm] = r
                 print(f"{size:4s} {method:4s} {arm:21s} steps {r['steps']:3d} tokens {r['tokens']:7d}  real tok/s "
