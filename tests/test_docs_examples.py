@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from polyinstruct.cli import build_parser, main
+from polyinstruct.cli import build_parser, main, parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
@@ -136,7 +136,7 @@ def test_every_documented_command_parses(where, argv, expected):
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            parser.parse_args(argv)
+            parse_args(parser, argv)
     except SystemExit as e:
         assert e.code == 0, f"{where}: `polyinstruct {' '.join(argv)}` does not parse: {err.getvalue().strip()}"
 
