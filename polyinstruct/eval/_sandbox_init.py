@@ -76,9 +76,15 @@ def _expose(libc, paths: list, uid) -> None:
         done.add(path)
 
 
-def _limit(name: str, value: int) -> None:
+def _limit(name: str, value: int, hard: int | None = None) -> None:
     res = getattr(resource, name)
-    resource.setrlimit(res, (value, value))
+    resource.setrlimit(res, (value, value if hard is None else hard))
+
+
+def _cpu_used() -> float:
+    """CPU seconds used by the waited-for children (the program under test)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def _child(req: dict, work: str, status_fd: int) -> None:
@@ -90,7 +96,9 @@ def _child(req: dict, work: str, status_fd: int) -> None:
         if not req["namespaces"]:
             os.setsid()  # without a PID namespace the process group is what gets killed
         _limit("RLIMIT_CORE", 0)
-        _limit("RLIMIT_CPU", int(lim["cpu_s"]))
+        # Soft limit -> SIGXCPU (scored "timeout"); the hard limit one second later -> SIGKILL for a
+        # program that catches SIGXCPU. With soft == hard the kernel may send SIGKILL first.
+        _limit("RLIMIT_CPU", int(lim["cpu_s"]), int(lim["cpu_s"]) + 1)
         _limit("RLIMIT_AS", int(lim["memory_mb"]) * 1024 * 1024)
         _limit("RLIMIT_FSIZE", int(lim["file_mb"]) * 1024 * 1024)
         _limit("RLIMIT_NOFILE", int(lim["nofile"]))
@@ -194,7 +202,8 @@ def main() -> None:
             status = {"status": "passed", "returncode": 0, "detail": ""}
         elif rc < 0:
             sig = signal.Signals(-rc).name if -rc in signal.valid_signals() else str(-rc)
-            status = {"status": "timeout" if -rc == signal.SIGXCPU else "failed",
+            over_cpu = -rc == signal.SIGXCPU or (-rc == signal.SIGKILL and _cpu_used() >= float(lim["cpu_s"]))
+            status = {"status": "timeout" if over_cpu else "failed",
                       "returncode": rc, "detail": f"killed by {sig}"}
         else:
             status = {"status": "failed", "returncode": rc, "detail": f"exit status {rc}"}
