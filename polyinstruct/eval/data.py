@@ -196,6 +196,23 @@ def read_jsonl_file(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def squad_rows(path: Path) -> list[dict[str, Any]]:
+    """SQuAD v1.1 JSON (data/paragraphs/qas/answers) -> rows in the hub datasets' schema."""
+    data = read_json_file(path)
+    rows = []
+    try:
+        for article in data["data"]:
+            for para in article["paragraphs"]:
+                for qa in para["qas"]:
+                    rows.append({"id": qa["id"], "title": article.get("title", ""), "context": para["context"],
+                                 "question": qa["question"],
+                                 "answers": {"text": [a["text"] for a in qa["answers"]],
+                                             "answer_start": [a["answer_start"] for a in qa["answers"]]}})
+    except (KeyError, TypeError) as e:
+        raise DataError(f"not SQuAD-format JSON (data/paragraphs/qas/answers): missing {e}", path=str(path)) from None
+    return rows
+
+
 def require(row: dict[str, Any], fields: tuple[str, ...], path: Path, line: int | None) -> None:
     for f in fields:
         if f not in row:

@@ -202,14 +202,7 @@ class HFBackend:
         stops = self._stops(params)
         kwargs = self._gen_kwargs(params, stops)
         if should_stop is not None:
-            from transformers import StoppingCriteria, StoppingCriteriaList
-
-            class _Stop(StoppingCriteria):
-                def __call__(self, input_ids, scores, **kw):
-                    return torch.full((input_ids.shape[0],), bool(should_stop()), dtype=torch.bool,
-                                      device=input_ids.device)
-
-            kwargs["stopping_criteria"] = StoppingCriteriaList([_Stop()])
+            kwargs["stopping_criteria"] = stopping_criteria(should_stop)
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
         results: list[Generation | None] = [None] * len(encoded)
         with self._lock, torch.inference_mode():
@@ -296,3 +289,15 @@ class HFBackend:
             if trimmer.stopped:
                 gen.finish_reason = "stop"
             result["generation"] = gen
+
+
+def stopping_criteria(should_stop: Callable[[], bool]) -> Any:
+    """``generate``'s stopping criteria that end every row once ``should_stop()`` is true (a cancelled request)."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _Stop(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kw):
+            return torch.full((input_ids.shape[0],), bool(should_stop()), dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([_Stop()])

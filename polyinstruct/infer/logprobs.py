@@ -59,14 +59,9 @@ def _generate_new(backend: Any, ids: list[int], params: DecodingParams, max_toke
     p = DecodingParams(**{**params.to_dict(), "max_new_tokens": max_tokens})
     kwargs = backend._gen_kwargs(p, stops)
     if should_stop is not None:
-        from transformers import StoppingCriteria, StoppingCriteriaList
+        from polyinstruct.infer.hf import stopping_criteria
 
-        class _Stop(StoppingCriteria):
-            def __call__(self, input_ids, scores, **kw):
-                return torch.full((input_ids.shape[0],), bool(should_stop()), dtype=torch.bool,
-                                  device=input_ids.device)
-
-        kwargs["stopping_criteria"] = StoppingCriteriaList([_Stop()])
+        kwargs["stopping_criteria"] = stopping_criteria(should_stop)
     dev = backend.model.device
     inp = torch.tensor([ids], dtype=torch.long, device=dev)
     out = backend.model.generate(input_ids=inp, attention_mask=torch.ones_like(inp), **kwargs)

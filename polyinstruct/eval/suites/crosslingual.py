@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from polyinstruct.errors import ConfigError, DataError
-from polyinstruct.eval.data import DATASOURCES, DataSource, MissingDatasetError, local_copy, missing_message, \
-    read_json_file
+from polyinstruct.eval.data import DATASOURCES, DataSource, MissingDatasetError, local_copy, missing_message, squad_rows
 from polyinstruct.eval.scoring import squad_em, squad_f1
 from polyinstruct.eval.tasks import SUITES, TASKS, BuildContext, EvalTask, Suite, lm_eval_config
 
@@ -82,23 +81,6 @@ def languages(ctx: BuildContext, available: tuple[str, ...], default: tuple[str,
 
 
 # ============================================================================ SQuAD-format QA
-def squad_rows(path: Path) -> list[dict[str, Any]]:
-    """SQuAD v1.1 JSON (data/paragraphs/qas/answers) -> rows in the hub datasets' schema."""
-    data = read_json_file(path)
-    rows = []
-    try:
-        for article in data["data"]:
-            for para in article["paragraphs"]:
-                for qa in para["qas"]:
-                    rows.append({"id": qa["id"], "title": article.get("title", ""), "context": para["context"],
-                                 "question": qa["question"],
-                                 "answers": {"text": [a["text"] for a in qa["answers"]],
-                                             "answer_start": [a["answer_start"] for a in qa["answers"]]}})
-    except (KeyError, TypeError) as e:
-        raise DataError(f"not SQuAD-format JSON (data/paragraphs/qas/answers): missing {e}", path=str(path)) from None
-    return rows
-
-
 def convert_xquad(folder: Path) -> dict[str, dict[str, list[dict]]]:
     out = {}
     for p in sorted(folder.glob("xquad.*.json")):

@@ -17,8 +17,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from polyinstruct.errors import ConfigError, DataError, MissingDependencyError
-from polyinstruct.eval.data import DATASOURCES, DataSource, MissingDatasetError, hub_offline, read_json_file, \
+from polyinstruct.errors import ConfigError, DataError
+from polyinstruct.eval.data import DATASOURCES, DataSource, MissingDatasetError, hub_offline, read_json_file, squad_rows, \
     read_jsonl_file, require
 from polyinstruct.eval.scoring import bbh_answer, exact_match, gsm8k_gold, last_number, squad_em, squad_f1
 from polyinstruct.eval.tasks import SUITES, TASKS, BuildContext, EvalTask, Suite, lm_eval_config, \
@@ -246,19 +246,7 @@ def convert_tydiqa(folder: Path) -> dict[str, dict[str, list[dict]]]:
         p = folder / name
         if not p.is_file():
             continue
-        data = read_json_file(p)
-        rows = []
-        try:
-            for article in data["data"]:
-                for para in article["paragraphs"]:
-                    for qa in para["qas"]:
-                        rows.append({"id": qa["id"], "title": article.get("title", ""), "context": para["context"],
-                                     "question": qa["question"],
-                                     "answers": {"text": [a["text"] for a in qa["answers"]],
-                                                 "answer_start": [a["answer_start"] for a in qa["answers"]]}})
-        except (KeyError, TypeError) as e:
-            raise DataError(f"not SQuAD-format JSON (data/paragraphs/qas/answers): missing {e}", path=str(p)) \
-                from None
+        rows = squad_rows(p)
         splits[split] = rows
     return {"": splits} if splits else {}
 
