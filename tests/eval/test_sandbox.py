@@ -71,7 +71,9 @@ def test_socket_is_contained(sandbox):
     t.join()
     assert out.status == "failed"
     assert not hits, "the program reached a host socket"
-    assert sandbox.run("import socket\nsocket.create_connection(('1.1.1.1', 80), timeout=3)").status == "failed"
+    # No route out: the namespace holds only the loopback interface (checked without sending traffic anywhere).
+    only_lo = "import socket, sys\nsys.exit(0 if [n for _, n in socket.if_nameindex()] == ['lo'] else 1)"
+    assert sandbox.run(only_lo).passed
 
 
 def test_huge_allocation_fails(sandbox):
