@@ -1,11 +1,11 @@
 """Training throughput: polyinstruct vs TRL's SFTTrainer and a plain length-grouped loop, with MFU.
 
 Arms (each in its own subprocess, so peak RSS is that arm's alone; run one after another):
-  polyinstruct          the default mode: length-sorted micro-batches inside each global batch,
-                        LM head only where a label is predicted
-  polyinstruct_grouped  + group_by_length=30 (a window of 30 global batches sorted by length)
-  polyinstruct_packing  + packing (one row per micro-batch, per-example attention via position_ids)
-  polyinstruct_bf16     + mixed_precision=bf16 (autocast, fp32 master weights)
+  polyinstruct          the default mode: packing (each micro-batch is one row, attention per
+                        example from its boundaries: exact), LM head only where a label is predicted
+  polyinstruct_padded   packing: false (padded micro-batches, length-sorted inside each global batch)
+  polyinstruct_grouped  packing: false + group_by_length=30 (a window of 30 global batches sorted by length)
+  polyinstruct_bf16     the default + mixed_precision=bf16 (autocast, fp32 master weights)
   plain_grouped         a plain PyTorch loop: a window of 30 global batches sorted by length into
                         micro-batches, step order shuffled (what HF group_by_length does)
   trl_padded            TRL SFTTrainer (padded batches), completion-only loss
@@ -20,7 +20,9 @@ real tokens/s / the matmul peak measured in the arm's own process before and aft
 (fp32, or bf16 for the bf16 arm), peak RSS;
 then a table and ratios. The last line is one JSON object with every figure. Ratios come from
 arms run back to back on the same machine; absolute numbers move with the machine's load
-(printed as load_avg_start/end). For a median of runs: python bench/repeat.py -n 3 bench/train_throughput.py
+(printed as load_avg_start/end) and, on a shared VM, with its speed, which drifted by up to
++-20% between arms in our runs: ``*_mfu_vs_*`` divides each arm by the matmul peak measured in
+its own process, which takes that drift out. For a median of runs: python bench/repeat.py -n 3 bench/train_throughput.py
 
     python bench/train_throughput.py            # 7m (24 steps) and 33m (8 steps), every arm
     python bench/train_throughput.py --quick    # tiny model, 4 steps, three arms
@@ -70,8 +72,8 @@ def make_data(path: Path, n: int, seed: int = 0) -> Path:
 
 VARIANTS = {  # polyinstruct arms: config overrides on top of the defaults
     "polyinstruct": {},
-    "polyinstruct_grouped": {"group_by_length": 30},
-    "polyinstruct_packing": {"packing": True},
+    "polyinstruct_padded": {"packing": False},
+    "polyinstruct_grouped": {"packing": False, "group_by_length": 30},
     "polyinstruct_bf16": {"mixed_precision": "bf16"},
 }
 
@@ -196,8 +198,12 @@ def arm_trl(model: str, data: Path, method: str, steps: int, out: Path, padding_
     def counting(features):  # count the real tokens each micro-batch holds (what polyinstruct counts)
         for f in features:
             seen["tokens"] += len(f["input_ids"])
-            mask = f.get("completion_mask")
-            seen["loss_tokens"] += sum(mask[1:]) if mask is not None else len(f["input_ids"]) - 1
+            if f.get("labels") is not None:  # TRL >= 1.x builds labels itself (-100 on the prompt)
+                seen["loss_tokens"] += sum(1 for x in f["labels"][1:] if x != -100)
+            elif f.get("completion_mask") is not None:
+                seen["loss_tokens"] += sum(f["completion_mask"][1:])
+            else:
+                seen["loss_tokens"] += len(f["input_ids"]) - 1
         return collator(features)
 
     trainer.data_collator = counting
@@ -304,7 +310,7 @@ def fit_lengths(path: Path, model: Path, limit: int) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
 
-ARMS = ("polyinstruct", "polyinstruct_grouped", "polyinstruct_packing", "polyinstruct_bf16", "plain_grouped",
+ARMS = ("polyinstruct", "polyinstruct_padded", "polyinstruct_grouped", "polyinstruct_bf16", "plain_grouped",
         "trl_padded", "trl_padding_free")
 
 
@@ -384,6 +390,9 @@ def main() -> None:
                         res[arm]["tokens_per_s"] / res[peer]["tokens_per_s"], 3)
                     summary[f"{size}_{method}_{arm}_rss_vs_{peer}"] = round(
                         res[arm]["peak_rss_mb"] / res[peer]["peak_rss_mb"], 3)
+                    # the same ratio with each arm's tokens/s divided by the matmul peak measured in
+                    # its own process: on a shared VM the machine's speed drifts between arms
+                    summary[f"{size}_{method}_{arm}_mfu_vs_{peer}"] = round(res[arm]["mfu"] / res[peer]["mfu"], 3)
     print("\nreal (non-pad) tokens/s, 1 run:")
     print("| model | method | " + " | ".join(arms) + " |")
     print("|---|---|" + "---|" * len(arms))

@@ -28,9 +28,12 @@ def _attention(module, query, key, value, attention_mask, dropout: float = 0.0, 
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, **kwargs)
     bounds = cu.tolist()
-    outs = [sdpa_attention_forward(module, query[:, :, s:e], key[:, :, s:e], value[:, :, s:e], None,
-                                   dropout=dropout, scaling=scaling, is_causal=True)[0]
-            for s, e in zip(bounds[:-1], bounds[1:]) if e > s]
+    sizes = [e - s for s, e in zip(bounds[:-1], bounds[1:]) if e > s]
+    # split (not slicing): its backward is one concatenation, where slicing's backward zero-fills a
+    # full-size gradient per example and per tensor
+    qs, ks, vs = (t.split(sizes, dim=2) for t in (query, key, value))
+    outs = [sdpa_attention_forward(module, q, k, v, None, dropout=dropout, scaling=scaling, is_causal=True)[0]
+            for q, k, v in zip(qs, ks, vs)]
     return torch.cat(outs, dim=1), None
 
 

@@ -10,7 +10,11 @@ processes without it see exactly the same micro-batches.
 Inside one global batch the examples are sorted by length before being cut into
 micro-batches. The optimizer step sees the same examples either way (the loss
 is normalised over the whole global batch), but micro-batches of similar length
-waste far less compute on padding.
+waste far less compute on padding. Packed micro-batches (one row each, no
+padding) are balanced by tokens instead: the longest example first, each into
+the micro-batch holding the fewest tokens that still has room. Sorting would put
+the longest examples into one row, which only raises the peak memory of that
+row; balancing lowers it and evens out the work of data-parallel processes.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ class BatchPlan:
     world_size: int = 1
     seed: int = 42
     group_window: int = 0  # length grouping over this many global batches (0 = off); needs ``lengths``
+    balance: bool = False  # packed micro-batches: balanced by tokens instead of sorted by length
     lengths: tuple[int, ...] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -77,9 +82,21 @@ class BatchPlan:
         return perm[s:s + self.global_batch]
 
     def micro_batches(self, examples: list[int], lengths: Sequence[int]) -> list[list[int]]:
-        """All micro-batches of one step, length-sorted (longest first), in a fixed order."""
+        """All micro-batches of one step in a fixed order: length-sorted (longest first), or with
+        ``balance`` the same sizes balanced by tokens."""
         ordered = sorted(examples, key=lambda i: (-lengths[i], i))
-        return [ordered[i:i + self.micro_batch] for i in range(0, len(ordered), self.micro_batch)]
+        if not self.balance:
+            return [ordered[i:i + self.micro_batch] for i in range(0, len(ordered), self.micro_batch)]
+        n_bins = math.ceil(len(ordered) / self.micro_batch)
+        room = [self.micro_batch] * n_bins
+        room[-1] = len(ordered) - self.micro_batch * (n_bins - 1)
+        bins: list[list[int]] = [[] for _ in range(n_bins)]
+        tokens = [0] * n_bins
+        for i in ordered:  # longest first, into the lightest micro-batch with room (ties: the first)
+            b = min((k for k in range(n_bins) if len(bins[k]) < room[k]), key=lambda k: (tokens[k], k))
+            bins[b].append(i)
+            tokens[b] += lengths[i]
+        return bins
 
     def for_rank(self, micro: list[list[int]], rank: int) -> list[list[int]]:
         """This process's share: micro-batch j goes to rank j % world; [] means a no-op pass."""

@@ -135,7 +135,9 @@ class TrainConfig(BaseModel):
 
     max_length: int = Field(2048, gt=1)
     truncation: Literal["turn", "drop"] = "turn"  # over-long: keep whole turns that fit, or drop
-    packing: bool = False
+    # Concatenate each micro-batch into one row with per-example attention (exact; docs/training.md,
+    # "Speed"). auto = on for every method that can pack (not prompt-learning methods).
+    packing: Union[bool, Literal["auto"]] = "auto"
     # Length grouping (docs/training.md, "Speed"): sort each window of this many global batches by
     # length, cut it into global batches and shuffle their order; 0 = off (batches are uniform samples).
     group_by_length: int = Field(0, ge=0)
@@ -153,7 +155,9 @@ class TrainConfig(BaseModel):
     log_every: int = Field(1, gt=0)
 
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
-    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    # auto = bf16 where the device computes it natively (CUDA with bf16, CPUs with AMX/AVX512-BF16),
+    # else no; resolved when the config is read, so budget.json and the fingerprint hold the choice.
+    mixed_precision: Literal["no", "bf16", "fp16", "auto"] = "no"
     gradient_checkpointing: bool = False
     attn_implementation: str | None = None  # "sdpa", "eager", "flash_attention_2", ...
     use_liger: bool = False
@@ -197,8 +201,17 @@ class TrainConfig(BaseModel):
             raise ValueError("give validation_data or validation_split, not both")
         if self.select_best and not (self.validation_data or self.validation_split):
             raise ValueError("select_best needs validation_data or validation_split")
-        if self.packing and self.method in PROMPT_LEARNING:
+        if self.packing == "auto":
+            self.packing = self.method not in PROMPT_LEARNING
+        elif self.packing and self.method in PROMPT_LEARNING:
             raise ValueError(f"packing is not supported with {self.method} (virtual tokens are per sequence)")
+        if self.mixed_precision == "auto":
+            from polyinstruct.models.hardware import auto_dtype
+
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+            self.mixed_precision = "bf16" if auto_dtype(device) == "bfloat16" else "no"
         return self
 
     @property

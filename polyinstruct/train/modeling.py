@@ -93,7 +93,7 @@ def load_model(cfg: TrainConfig, tokenizer, n_added: int, *, device_map: Any = N
     kwargs["dtype"] = "auto" if cfg.dtype == "auto" else getattr(torch, _DTYPES[cfg.dtype])
     if cfg.attn_implementation:
         kwargs["attn_implementation"] = cfg.attn_implementation
-    elif cfg.packing and not torch.cuda.is_available():
+    elif cfg.packing:
         # per-example attention inside packed rows (no dense block-diagonal mask): train/attention.py
         from polyinstruct.train.attention import register
 
@@ -112,7 +112,18 @@ def load_model(cfg: TrainConfig, tokenizer, n_added: int, *, device_map: Any = N
         _apply_liger(path)
     try:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    except (OSError, ValueError) as e:
+    except ValueError as e:
+        if kwargs.get("attn_implementation") != "polyinstruct_packed":
+            raise PolyinstructError(f"cannot load model {cfg.model!r} (resolved to {path!r}): {e}") from None
+        # A model class without transformers' attention interface: packed rows still stay exact through
+        # the restarted position_ids (a block-diagonal mask), only slower.
+        log.warning("%s does not take custom attention (%s); packed rows use transformers' own masks", path, e)
+        kwargs.pop("attn_implementation")
+        try:
+            model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        except (OSError, ValueError) as e2:
+            raise PolyinstructError(f"cannot load model {cfg.model!r} (resolved to {path!r}): {e2}") from None
+    except OSError as e:
         raise PolyinstructError(f"cannot load model {cfg.model!r} (resolved to {path!r}): {e}") from None
     if n_added or len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))
@@ -140,6 +151,28 @@ def _apply_liger(path: str) -> None:
     from transformers import AutoConfig
 
     _apply_liger_kernel(AutoConfig.from_pretrained(path).model_type)
+
+
+def cast_frozen_linears(model, dtype) -> int:
+    """Store the weights of frozen ``nn.Linear`` layers in ``dtype`` (bf16 under bf16 autocast).
+
+    Autocast casts every fp32 weight to bf16 at every forward, and caches the cast only for
+    weights that require grad, so an adapter run recasts the whole frozen base at each step
+    (Gemma-3-270m: a fifth of the step, its 168M-parameter tied LM head included). Autocast would
+    multiply by exactly these bf16 values, so casting once gives the same matmuls; embeddings,
+    norms and trainable weights stay fp32. A frozen LM head tied to the input embedding gets its
+    own bf16 copy (the embedding lookup keeps fp32). Returns the number of layers cast."""
+    import torch
+
+    n = 0
+    for module in model.modules():
+        w = getattr(module, "weight", None)
+        if (not isinstance(module, torch.nn.Linear) or not isinstance(w, torch.nn.Parameter) or w.requires_grad
+                or w.dtype != torch.float32 or type(w) is not torch.nn.Parameter):
+            continue
+        module.weight = torch.nn.Parameter(w.detach().to(dtype), requires_grad=False)
+        n += 1
+    return n
 
 
 def count_parameters(model) -> tuple[int, int]:

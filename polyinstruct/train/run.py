@@ -25,7 +25,7 @@ from polyinstruct.train.config import TrainConfig, load_train_config
 from polyinstruct.train.data import load_examples, load_template
 from polyinstruct.train.loop import Loop, LoopState, lr_lambda
 from polyinstruct.train.methods import apply_method, virtual_tokens
-from polyinstruct.train.modeling import count_parameters, load_model, load_tokenizer
+from polyinstruct.train.modeling import cast_frozen_linears, count_parameters, load_model, load_tokenizer
 from polyinstruct.train.tracking import MetricsSink, flops_per_token, truncate_metrics
 
 log = logging.getLogger(__name__)
@@ -87,8 +87,15 @@ def _optimizer(cfg: TrainConfig, model):
             continue
         (no_decay if p.ndim < 2 or "norm" in n.lower() or n.endswith(".bias") else decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    # torch's fused AdamW (one kernel per tensor; same update rule): 3.6x faster than the default
+    # foreach kernels on one CPU core (0.07 vs 0.24 s per step for 33.7M parameters), about 3% of a
+    # training step (docs/training.md, "Throughput"). DeepSpeed and FSDP manage their own parameters.
+    engine = any(os.environ.get(v, "false").lower() == "true"
+                 for v in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP"))
+    params = decay + no_decay
+    fused = not engine and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
-                             eps=cfg.adam_epsilon)
+                             eps=cfg.adam_epsilon, **({"fused": True} if fused else {}))
 
 
 def _versions() -> dict[str, str]:
@@ -142,12 +149,16 @@ def _train(cfg: TrainConfig, run_dir: Path, progress: bool) -> Path:
     train_ex, val_ex, data_manifest = load_examples(cfg, tokenizer, template)
     lengths = [e["length"] for e in train_ex]
     plan = BatchPlan(len(train_ex), cfg.global_batch_size, cfg.micro_batch_size, acc.num_processes, cfg.seed,
-                     group_window=cfg.group_by_length, lengths=tuple(lengths) if cfg.group_by_length else None)
+                     group_window=cfg.group_by_length, lengths=tuple(lengths) if cfg.group_by_length else None,
+                     balance=bool(cfg.packing))
     limit, sched_steps = _horizon(cfg, plan, lengths)
 
     set_seed(cfg.seed)
     base, base_path = load_model(cfg, tokenizer, n_added)
     model = apply_method(base, cfg, sched_steps)
+    if cfg.mixed_precision == "bf16" and cfg.is_peft and not (cfg.load_in_4bit or cfg.load_in_8bit):
+        n_cast = cast_frozen_linears(model, torch.bfloat16)  # the same matmuls, cast once (modeling.py)
+        log.info("bf16 autocast: %d frozen linear layers stored in bf16", n_cast)
     portable_base_name(model, cfg)
     n_params, n_trainable = count_parameters(model)
     log.info("%s: %d parameters, %d trainable (%.2f%%); %d train / %d validation examples; %d steps "

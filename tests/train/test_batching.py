@@ -66,3 +66,26 @@ def test_length_grouping_keeps_every_example_once_and_groups_similar_lengths():
     # batch order is shuffled: not simply longest-first within each window
     firsts = [max(lengths[i] for i in b) for b in batches[:4]]
     assert firsts != sorted(firsts, reverse=True) or plan.permutation(1)[:8] != order[:8]
+
+
+def test_packed_micro_batches_are_balanced_by_tokens_and_hold_the_same_examples():
+    import random
+
+    rng = random.Random(0)
+    lengths = [rng.randint(5, 500) for _ in range(64)]
+    plain = BatchPlan(64, 16, 8, seed=2)
+    packed = BatchPlan(64, 16, 8, seed=2, balance=True)
+    for step in range(4):
+        examples = plain.step_examples(0, step)
+        assert examples == packed.step_examples(0, step)  # the same global batch
+        sorted_mbs, balanced = plain.micro_batches(examples, lengths), packed.micro_batches(examples, lengths)
+        assert sorted(i for mb in balanced for i in mb) == sorted(examples)
+        assert [len(mb) for mb in balanced] == [8, 8]
+        heaviest = lambda mbs: max(sum(lengths[i] for i in mb) for mb in mbs)  # noqa: E731
+        assert heaviest(balanced) <= heaviest(sorted_mbs)
+        assert balanced == packed.micro_batches(examples, lengths)  # deterministic
+    # by hand: 10, 9, 8, 3, 2, 1 into two micro-batches of 3 -> [10, 3, 2] and [9, 8, 1]
+    lens = [10, 9, 8, 3, 2, 1]
+    assert BatchPlan(6, 6, 3, balance=True).micro_batches(list(range(6)), lens) == [[0, 3, 4], [1, 2, 5]]
+    # a short last micro-batch keeps its size: 5 examples in micro-batches of 2 -> 2, 2, 1
+    assert [len(mb) for mb in BatchPlan(5, 5, 2, balance=True).micro_batches(list(range(5)), lens)] == [2, 2, 1]

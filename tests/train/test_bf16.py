@@ -44,3 +44,34 @@ def test_bf16_inference_on_cpu_is_close_to_fp32(tiny_model_dir):
             out[dtype] = b.model(input_ids=ids).logits.float()
     err = (out["float32"] - out["bfloat16"]).abs().max() / out["float32"].std()
     assert 0 < err < 0.1
+
+
+def test_frozen_base_cast_once_gives_the_same_lora_run_as_autocast_alone(base_config, tmp_path, monkeypatch):
+    """Under bf16 autocast an adapter run stores its frozen linear weights in bf16 once; autocast
+    would cast them to exactly these values at every forward, so the losses are the same."""
+    import polyinstruct.train.run as run_mod
+
+    common = dict(method="lora", global_batch_size=8, micro_batch_size=4, max_steps=4, lr=1e-3, mixed_precision="bf16")
+    cast_once = train(base_config(output_dir=str(tmp_path / "cast"), **common))
+    seen = []
+    monkeypatch.setattr(run_mod, "cast_frozen_linears", lambda model, dtype: seen.append(1) or 0)
+    every_step = train(base_config(output_dir=str(tmp_path / "autocast"), **common))
+    assert seen  # the second run really skipped the cast
+    a, b = losses(cast_once), losses(every_step)
+    assert len(a) == 4 and max(abs(x - y) for (_, x), (_, y) in zip(a, b)) < 1e-6
+
+
+def test_cast_frozen_linears_leaves_trainable_weights_embeddings_and_tied_lookups_in_fp32(tiny_model_dir):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from polyinstruct.train.modeling import cast_frozen_linears
+
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
+    model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj"], task_type="CAUSAL_LM"))
+    assert cast_frozen_linears(model, torch.bfloat16) > 0
+    for name, p in model.named_parameters():
+        if p.requires_grad or "embed" in name or "norm" in name:
+            assert p.dtype == torch.float32, name
+    frozen = [m for n, m in model.named_modules() if n.endswith("k_proj")]
+    assert frozen and all(m.weight.dtype == torch.bfloat16 for m in frozen)

@@ -92,3 +92,17 @@ def test_shipped_example_configs_are_valid():
         acc = yaml.safe_load(p.read_text())
         if acc["distributed_type"] == "DEEPSPEED":
             assert (folder.parents[1] / acc["deepspeed_config"]["deepspeed_config_file"]).exists()
+
+
+def test_packing_is_on_by_default_where_the_method_can_pack():
+    from polyinstruct.train.config import TrainConfig
+
+    base = {"model": "m", "data": ["d.jsonl"], "output_dir": "o"}
+    assert TrainConfig.model_validate(base).packing is True
+    assert TrainConfig.model_validate({**base, "method": "full"}).dump()["packing"] is True
+    assert TrainConfig.model_validate({**base, "packing": False}).packing is False
+    # prompt-learning methods prepend virtual tokens per sequence: auto leaves them padded ...
+    assert TrainConfig.model_validate({**base, "method": "prompt_tuning"}).packing is False
+    # ... and asking for packing explicitly is an error
+    with pytest.raises(ValueError, match="packing is not supported with prompt_tuning"):
+        TrainConfig.model_validate({**base, "method": "prompt_tuning", "packing": True})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from polyinstruct.train import train
 from tests.train.helpers import losses, max_diff, teacher_forced_accuracy, weights
@@ -109,12 +110,18 @@ def test_finished_run_is_not_retrained(base_config):
 
 @pytest.mark.parametrize("variant", [{"packing": True}, {"gradient_checkpointing": True}])
 def test_packing_and_checkpointing_change_speed_not_results(variant, base_config, tmp_path):
+    """Packing (the default) against padded micro-batches; checkpointing against neither."""
     common = dict(method="full", max_steps=2, global_batch_size=8, micro_batch_size=4)
-    ref = train(base_config(output_dir=str(tmp_path / "ref"), **common))
+    ref = train(base_config(output_dir=str(tmp_path / "ref"), packing=False, **common))
+    variant = variant if "packing" in variant else {"packing": False, **variant}
     other = train(base_config(output_dir=str(tmp_path / "other"), **common, **variant))
+    assert yaml.safe_load((other / "config.yaml").read_text())["packing"] is variant["packing"]
     a, b = losses(ref), losses(other)
     assert max(abs(x - y) for (_, x), (_, y) in zip(a, b)) < 1e-5
-    assert max_diff(weights(ref / "model"), weights(other / "model")) < 1e-5
+    # Packed micro-batches add the gradients up in another order (balanced by tokens); Adam divides by
+    # sqrt(v), which turns that float noise into up to ~1% of one lr-sized step (measured 1.1e-5 at
+    # lr 1e-3); 5e-5 still fails on any real difference (the losses above already would).
+    assert max_diff(weights(ref / "model"), weights(other / "model")) < 5e-5
 
 
 def test_tracking_backends_are_optional_with_a_clear_message(base_config):
