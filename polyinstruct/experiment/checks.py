@@ -32,7 +32,7 @@ RESERVED_TRAIN = {
 JUDGE_NOT_RESULT = frozenset({"base_url", "api_key_env", "timeout", "max_retries", "backoff_base",
                               "backoff_max", "concurrency", "prices", "cache_dir"})
 # Evaluation settings placed in the cell fingerprint by name, or changing no answer (batch_size).
-EVAL_PLACED = frozenset({"prompts_per_language", "max_new_tokens", "decoding", "batch_size"})
+EVAL_PLACED = frozenset({"prompts_per_language", "max_new_tokens", "decoding", "batch_size", "dtype"})
 # Experiment fields the fingerprints place (or leave out: name, output_dir, resume, arms, executor).
 KNOWN_FIELDS = frozenset({"name", "output_dir", "resume", "arms", "executor", "model", "template", "method",
                           "train_languages", "eval_languages", "english", "data", "eval_data", "eval_set", "examples_per_language",
@@ -132,6 +132,10 @@ def cell_fingerprint(cfg: ExperimentConfig, cell: Cell) -> dict[str, Any]:
                  "eval_data": {lang: _spec(s) for lang, s in sorted((cfg.eval_data or {}).items())
                                if lang in cell.eval_languages},
                  **({"eval_set": cfg.eval_set} if cfg.eval_set != "embedded" else {}),
+                 # the precision answers were generated in, as resolved on this machine (float32 left out);
+                 # in bf16 the batch size changes some greedy answers (docs/experiments.md, "Precision")
+                 **({"dtype": d, "batch_size": cfg.eval.batch_size}
+                    if (d := cfg.eval.resolved_dtype()) != "float32" else {}),
                  **_set_fields(cfg.eval, EVAL_PLACED)},
         "scoring": {"lid": cfg.lid, "seen_languages": list(cfg.train_languages), "judge": _judge_fields(cfg)},
     }

@@ -19,8 +19,21 @@ class EvalSettings(BaseModel):
     max_new_tokens: int = Field(128, ge=1)
     decoding: str = "greedy"
     batch_size: int = Field(16, ge=1)
+    # Precision of the model that generates the answers. auto = bfloat16 where the device computes
+    # it natively (CUDA with bf16, CPUs with AMX/AVX512-BF16), else float32; the resolved value is
+    # in each cell's fingerprint and predicted.json (docs/experiments.md).
+    dtype: Literal["float32", "bfloat16", "auto"] = "float32"
     # Benchmarks for every cell (polyinstruct eval; docs/evaluation.md, "In experiments and reports").
     benchmarks: BenchmarkSettings | None = None
+
+    def resolved_dtype(self) -> str:
+        if self.dtype != "auto":
+            return self.dtype
+        import torch
+
+        from polyinstruct.models.hardware import auto_dtype
+
+        return auto_dtype("cuda" if torch.cuda.is_available() else "cpu")
 
 
 class ExperimentConfig(BaseModel):

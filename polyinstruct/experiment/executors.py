@@ -129,7 +129,8 @@ def run_cell_task(cfg_data: dict[str, Any], root: str, cell_name: str, model_pat
     say = _printer(progress)
     _run_cell(cfg, cell, cdir, rootp, model_path, rootp / "eval_prompts.jsonl", say, progress)
     write_json(cdir / "done.json", {"cell": cell.name, "finished_at": time.time(), "host": socket.gethostname(),
-                                    "run_id": run_id, "attempts": _attempts(cdir)})
+                                    "run_id": run_id, "attempts": _attempts(cdir),
+                                    "stage_seconds": say.finish()})
     (cdir / CLAIM_FILE).unlink(missing_ok=True)
     return CellOutcome(cell=cell.name, status="done", seconds=round(time.time() - t0, 1),
                        host=socket.gethostname()).model_dump()

@@ -99,6 +99,7 @@ def _run(cfg: ExperimentConfig, root: Path, file: str | None, progress: bool, re
     root.mkdir(parents=True, exist_ok=True)
     checks.write_fingerprints(cfg, root)
     started = time.time()
+    load_at_start = _load_at_start()
     say = _printer(progress)
     with atomic_open(root / "experiment.yaml") as f:
         yaml.safe_dump(cfg.model_dump(), f, sort_keys=False, allow_unicode=True)
@@ -129,7 +130,8 @@ def _run(cfg: ExperimentConfig, root: Path, file: str | None, progress: bool, re
     _write_results(cfg, root, data_budget)
     from polyinstruct.report.provenance import write_provenance  # versions, hashes, hardware, wall time
 
-    write_provenance(root, cfg.model_dump(), model_path=model_path, started_at=started, stage_seconds=say.finish())
+    write_provenance(root, cfg.model_dump(), model_path=model_path, started_at=started,
+                     stage_seconds=_stage_seconds(say.finish(), root, todo), load_at_start=load_at_start)
     if report:
         from polyinstruct.report import write_report
 
@@ -178,10 +180,12 @@ def _run_cell(cfg: ExperimentConfig, cell: Cell, cdir: Path, root: Path, model_p
         say(f"  predict {cell.name} on {', '.join(cell.eval_languages)}")
         # A run directory carries its own template.yaml; the untouched base model gets the config's.
         kwargs = {"template": cfg.template} if cell.kind == "base" else {}
+        dtype = cfg.eval.resolved_dtype()
+        kwargs["dtype"] = dtype
         predict(subset, model_for_predict, pred, decoding=cfg.eval.decoding, backend_kwargs=kwargs,
                 max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size, progress=progress,
                 model_name=f"{cfg.name}/{cell.name}")
-        write_json(cdir / "predicted.json", {"model": model_for_predict})
+        write_json(cdir / "predicted.json", {"model": model_for_predict, "dtype": dtype})
     # 3. score
     if not (cdir / "scores.json").exists():
         say(f"  score {cell.name}")
@@ -238,6 +242,45 @@ def _token_counter(model_path: str) -> Callable[[str], int] | None:
         log.warning("no tokenizer for token budgets (%s); counting words instead", e)
         return None
     return lambda text: len(tok(text, add_special_tokens=False)["input_ids"])
+
+
+def _load_at_start() -> dict[str, float | None]:
+    """How busy the machine is before the run adds its own work: CPU use over half a second
+    (the load average lags by minutes: a job that just ended still shows in it) and the load."""
+    out: dict[str, float | None] = {"cpu_percent": None, "load_average_1m": None}
+    try:
+        import psutil
+
+        out["cpu_percent"] = psutil.cpu_percent(interval=0.5)
+    except Exception:  # noqa: BLE001 - an optional detail
+        pass
+    if hasattr(os, "getloadavg"):
+        out["load_average_1m"] = round(os.getloadavg()[0], 2)
+    return out
+
+
+def _stage_seconds(top: dict[str, float], root: Path, ran: list[str]) -> dict[str, float]:
+    """Seconds per stage of this invocation: the grid's own stages (model, ...) with the time spent
+    in cells split into the cells' stages (train, predict, score, ...), summed over the cells that
+    ran (each cell's ``done.json``); what the cells' stages do not cover is ``cell other``. With a
+    parallel executor the cells' sums can exceed the wall time."""
+    from polyinstruct.fileio import read_json
+
+    out = dict(top)
+    in_cells = out.pop("cell", 0.0) + out.pop("grid", 0.0)
+    stages: dict[str, float] = {}
+    for name in ran:
+        done = root / "cells" / name / "done.json"
+        if done.exists():
+            for k, v in (read_json(done).get("stage_seconds") or {}).items():
+                stages[k] = stages.get(k, 0.0) + float(v)
+    if not stages:
+        return {**out, **({"cell": round(in_cells, 1)} if in_cells else {})}
+    out.update({k: round(v, 1) for k, v in stages.items()})
+    rest = in_cells - sum(stages.values())
+    if rest >= 0.5:
+        out["cell other"] = round(rest, 1)
+    return out
 
 
 class _printer:

@@ -121,7 +121,8 @@ def cell_seconds(root: Path) -> dict[str, dict[str, float]]:
 
 def collect_provenance(config: dict[str, Any], *, model_path: str | None, root: Path,
                        started_at: float, finished_at: float | None = None,
-                       stage_seconds: dict[str, float] | None = None) -> dict[str, Any]:
+                       stage_seconds: dict[str, float] | None = None,
+                       load_at_start: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything the report's provenance section prints (see module doc)."""
     finished_at = finished_at or time.time()
     missing: dict[str, str] = {}
@@ -163,7 +164,9 @@ def collect_provenance(config: dict[str, Any], *, model_path: str | None, root: 
         "packages": versions,
         "git": {"commit": commit, "dirty": dirty},
         "date_utc": datetime.fromtimestamp(started_at, tz=timezone.utc).isoformat(timespec="seconds"),
-        "hardware": hardware(),
+        # the load at the end includes the run's own threads; the load at the start says whether
+        # something else was using the machine
+        "hardware": {**hardware(), **{f"{k}_at_start": v for k, v in (load_at_start or {}).items()}},
         "wall_time_s": round(finished_at - started_at, 1),
         "stage_seconds": stage_seconds or {},
         "cell_seconds": cells,

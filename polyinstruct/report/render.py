@@ -130,7 +130,8 @@ def _provenance(data: ExperimentData) -> tuple[str, list[tuple[str, str]], str |
         ("decoding", ", ".join(f"{k}={v}" for k, v in (p.get("decoding") or {}).items())),
         ("hardware", f"{hw.get('cpu_count')} CPUs ({hw.get('machine')}), {hw.get('memory_gb')} GB, "
                      f"GPUs: {', '.join(hw.get('gpus') or []) or 'none'}, torch threads {hw.get('torch_threads', '-')},"
-                     f" load average (1 min) at the end {hw.get('load_average_1m')}"),
+                     f" CPU use at the start {hw.get('cpu_percent_at_start', '-')}%, load average (1 min) at the "
+                     f"start {hw.get('load_average_1m_at_start', '-')} and at the end {hw.get('load_average_1m')}"),
         ("platform", f"{hw.get('platform')}, Python {hw.get('python')}"),
         ("packages", ", ".join(f"{k} {v}" for k, v in (p.get("packages") or {}).items())),
     ]

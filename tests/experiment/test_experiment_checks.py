@@ -139,6 +139,21 @@ def test_output_dir_that_is_a_file_and_a_full_disk_are_one_line_errors(tiny_mode
     assert err.count("\n") == 1 and err.startswith("error: cannot write ") and "no space left on device" in err
 
 
+def test_cell_fingerprint_holds_the_generation_precision_and_in_bf16_the_batch_size():
+    from polyinstruct.experiment.checks import cell_fingerprint, differences
+    from polyinstruct.experiment.config import ExperimentConfig
+
+    def diff(a, b):
+        a, b = ExperimentConfig(model="m", arms=["base"], eval=a), ExperimentConfig(model="m", arms=["base"], eval=b)
+        return differences(cell_fingerprint(a, a.cells()[0]), cell_fingerprint(b, b.cells()[0]))
+
+    assert sorted(diff({"dtype": "float32"}, {"dtype": "bfloat16"})) == ["eval.batch_size: null -> 16", "eval.dtype: null -> bfloat16"]
+    # float32: the batch size changes no answer; bf16: it changes some greedy answers (docs/experiments.md)
+    assert diff({"batch_size": 16}, {"batch_size": 32}) == []
+    assert diff({"batch_size": 16, "dtype": "bfloat16"}, {"batch_size": 32, "dtype": "bfloat16"}) == [
+        "eval.batch_size: 16 -> 32"]
+
+
 def test_cell_fingerprint_counts_every_setting_but_the_harmless_ones():
     from polyinstruct.experiment.checks import cell_fingerprint, differences
     from polyinstruct.experiment.config import ExperimentConfig
@@ -156,6 +171,6 @@ def test_cell_fingerprint_counts_every_setting_but_the_harmless_ones():
     assert "train.lr: 0.0002 -> 0.5" in changed["multi"]
     # a setting the fingerprint does not place by name still counts once it is set
     extra = [f for f, i in ExperimentConfig.model_fields["eval"].annotation.model_fields.items()
-             if f not in ("prompts_per_language", "max_new_tokens", "decoding", "batch_size")]
+             if f not in ("prompts_per_language", "max_new_tokens", "decoding", "batch_size", "dtype")]
     if "benchmarks" in extra:
         assert diff(eval={"benchmarks": {"tasks": ["arc_easy"]}})["base"]

@@ -94,6 +94,19 @@ def test_adapter_unmerged_and_merged_give_identical_greedy_text(varied_model_dir
     c = [x.text for x in base_b.generate(conversations, GREEDY)]
     assert a == b
     assert a != c, "the adapter must change the output, else the test proves nothing"
+
+    # bf16: the adapter is merged in float32, then the merged weights go into a model loaded in bf16
+    # (rotary buffers stay float32 as transformers keeps them); logits stay close to float32's
+    low = HFBackend.from_path(adapter_dir, dtype="bfloat16", **kw)
+    assert not hasattr(low.model, "peft_config")  # merged
+    assert {b.dtype for n, b in low.model.named_buffers() if n.endswith("inv_freq")} <= {torch.float32}
+    w = dict(merged.model.named_parameters())
+    for name, p in low.model.named_parameters():
+        assert p.dtype == torch.bfloat16 and torch.equal(p, w[name].to(torch.bfloat16)), name
+    ids = torch.tensor([[1, 5, 17, 42, 99, 7, 3, 250, 12, 64]])
+    with torch.no_grad():
+        ref, got = merged.model(input_ids=ids).logits, low.model(input_ids=ids).logits.float()
+    assert 0 < (ref - got).abs().max() / ref.std() < 0.1
     # adapter= on a base model is the same thing as loading the adapter folder
     d = [x.text for x in HFBackend.from_path(varied_model_dir, adapter=str(adapter_dir), **kw)
          .generate(conversations[:2], GREEDY)]

@@ -43,3 +43,28 @@ def test_prepare_smollm2_and_answer_with_its_own_chat_template(tmp_path, monkeyp
     out = backend.generate([[{"role": "user", "content": "What is the capital of France?"}]],
                            DecodingParams(max_new_tokens=24))
     assert "Paris" in out[0].text
+
+
+def test_gguf_is_parsed_once_per_conversion(monkeypatch, tmp_path):
+    """transformers reads the GGUF for the tokenizer, the config and the weights; within a
+    conversion one parsed reader per file serves all three (75 -> 40 s for Gemma-3-270m)."""
+    gguf = pytest.importorskip("gguf")
+    from polyinstruct.models.packaged import _gguf_parsed_once
+
+    made = []
+
+    class FakeReader:
+        def __init__(self, path, mode="r"):
+            made.append((path, mode))
+
+    monkeypatch.setattr(gguf, "GGUFReader", FakeReader)
+    f = tmp_path / "m.gguf"
+    f.write_bytes(b"GGUF")
+    with _gguf_parsed_once():
+        first = gguf.GGUFReader(str(f))
+        assert gguf.GGUFReader(str(tmp_path / "." / "m.gguf")) is first  # the same file, another spelling
+        gguf.GGUFReader(str(f), "r+")  # another mode is another reader
+    assert made == [(str(f), "r"), (str(f), "r+")]
+    assert gguf.GGUFReader is FakeReader  # restored afterwards
+    gguf.GGUFReader(str(f))
+    assert len(made) == 3

@@ -183,10 +183,26 @@ def test_quickstart_prints_where_the_time_went(tmp_path):
     from polyinstruct.experiment.quickstart import BUDGET_S, quickstart_config, time_summary
 
     text = time_summary(_fake_experiment(tmp_path))
-    assert "[time] 12 s in all (budget 600 s" in text and "train 7 s (56%), predict 6 s (44%)" in text
-    assert BUDGET_S == 600 and "no provenance.json" in time_summary(tmp_path / "missing")
+    assert "[time] 12 s in all (budget 300 s" in text and "train 7 s (56%), predict 6 s (44%)" in text
+    assert BUDGET_S == 300 and "no provenance.json" in time_summary(tmp_path / "missing")
     # the quickstart shows study 1's headline contrast: the English-only arm beside base and multilingual
     assert quickstart_config()["arms"] == ["base", "en-only", "multi", "multi-down"]
+
+
+def test_quickstart_calls_the_machine_busy_by_its_load_at_the_start_not_its_own_load(tmp_path):
+    import json
+
+    from polyinstruct.experiment.quickstart import time_summary
+
+    cases = (({"load_average_1m_at_start": 0.1}, False), ({"load_average_1m_at_start": 1.8}, True),
+             # CPU use over half a second wins over the lagging load average when both are there
+             ({"load_average_1m_at_start": 1.6, "cpu_percent_at_start": 3.0}, False),
+             ({"load_average_1m_at_start": 0.2, "cpu_percent_at_start": 95.0}, True))
+    for start, busy in cases:
+        (tmp_path / "provenance.json").write_text(json.dumps({
+            "wall_time_s": 280.0, "stage_seconds": {"train": 150.0, "predict": 130.0},
+            "hardware": {"cpu_count": 2, "load_average_1m": 2.0, **start}}))
+        assert ("the machine was busy" in time_summary(tmp_path)) is busy
 
 
 def test_runner_progress_adds_up_seconds_per_stage(monkeypatch, capsys):
@@ -202,6 +218,21 @@ def test_runner_progress_adds_up_seconds_per_stage(monkeypatch, capsys):
     say("  train multi on multi.jsonl")  # 15: cell 4 s
     assert say.finish() == {"model": 2.0, "cell": 11.0, "predict": 1.0, "train": 5.0}
     assert "[    1.0s] [model] resolving m" in capsys.readouterr().out
+
+
+def test_time_in_cells_is_split_into_the_cells_stages(tmp_path):
+    """The quickstart's "where it went" names train/predict/score, summed over the cells that ran."""
+    import json
+
+    from polyinstruct.experiment.runner import _stage_seconds
+
+    for cell, stages in (("base", {"predict": 6.0, "score": 1.0}), ("multi", {"train": 5.0, "predict": 4.0})):
+        (tmp_path / "cells" / cell).mkdir(parents=True)
+        (tmp_path / "cells" / cell / "done.json").write_text(json.dumps({"stage_seconds": stages}))
+    got = _stage_seconds({"model": 2.0, "cell": 20.0}, tmp_path, ["base", "multi"])
+    assert got == {"model": 2.0, "predict": 10.0, "score": 1.0, "train": 5.0, "cell other": 4.0}
+    # a cell that finished in an earlier invocation is not counted; without stages the cell total stays
+    assert _stage_seconds({"model": 2.0, "cell": 3.0}, tmp_path, []) == {"model": 2.0, "cell": 3.0}
 
 
 def test_provenance_accounts_for_cells_and_earlier_invocations_of_a_resumed_run(tmp_path):
