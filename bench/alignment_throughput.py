@@ -3,19 +3,19 @@
 1,000 English-X sentence pairs (the embedded en-fr/es/ru/bg/zh pairs, 200 each: 200 distinct
 English sentences and 1,000 translations, so 1,200 sentences, as ``analyze alignment`` embeds
 each English sentence once) go through every layer of SmolLM2-135M on the CPU. ``ours`` is
-``analysis.alignment.pooled_hidden_states``: length-sorted batches, inference mode, the
-decoder without its LM head, each layer's states mean-pooled as soon as the batch returns
-(``ours-bf16``: the same in bfloat16, fast on CPUs with AMX). The peer, measured the
-same way in the same run, is the naive loop: one sentence at a time with
-``output_hidden_states=True`` under ``torch.no_grad()``, every layer's full states kept
-until the end, then pooled. Each variant runs in its own process so that peak RSS
-(``ru_maxrss``) is its own; both write their pooled states and the parent checks they
-agree. Then the per-layer measures (cosine gap, retrieval both ways, CKA) are timed.
-Wall time and the process's own CPU time are both reported: on a shared machine the CPU
-time is what an idle 2-core machine would roughly need. The last line is one JSON object.
-Target: ours under 60 s on 2 cores.
+``analysis.alignment.pooled_hidden_states`` as ``analyze alignment`` runs it by default:
+length-sorted batches, inference mode, the decoder without its LM head, each layer's states
+mean-pooled as soon as the batch returns, ``--dtype auto`` (bfloat16 on CPUs with AMX or
+AVX512-BF16, float32 elsewhere). ``ours-fp32`` is the same in float32; the bench reports how
+far the default's measures (cosine gap, retrieval both ways, CKA, per layer and language
+pair) are from float32's. The peer, measured the same way in the same run, is the naive
+loop: one sentence at a time in float32 with ``output_hidden_states=True`` under
+``torch.no_grad()``, every layer's full states kept until the end, then pooled. Each variant
+runs in its own process so that peak RSS (``ru_maxrss``) is its own; they write their pooled
+states and the parent compares them. Wall time and the process's CPU time are reported; the
+last line is one JSON object. Target: ours under 60 s on 2 cores.
 
-    python bench/alignment_throughput.py             # 1,000 pairs, ours and peer
+    python bench/alignment_throughput.py             # 1,000 pairs: ours, ours-fp32, naive peer on 100 pairs
     python bench/alignment_throughput.py --quick     # 100 pairs
     python bench/alignment_throughput.py --model PATH_OR_NAME --threads 2
 """
@@ -31,6 +31,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -61,12 +63,15 @@ def child(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     from polyinstruct.analysis.alignment import alignment_curves, load_model_and_tokenizer, pooled_hidden_states
 
-    model, tok, _ = load_model_and_tokenizer(args.model, dtype="bfloat16" if args.variant == "ours-bf16" else "float32")
+    from polyinstruct.analysis.alignment import resolve_dtype
+
+    dtype = resolve_dtype("auto" if args.variant == "ours" else "float32")
+    model, tok, _ = load_model_and_tokenizer(args.model, dtype=dtype)
     sents, src, tgt = sentences(args.pairs)
     rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
-    if args.variant.startswith("ours"):
+    if args.variant in ("ours", "ours-fp32"):
         pooled = pooled_hidden_states(model, tok, sents, batch_size=args.batch_size, max_length=args.max_length)
     else:
         kept = []
@@ -83,13 +88,40 @@ def child(args: argparse.Namespace) -> None:
     cpu_s = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
     np.save(args.save, pooled)
     print(json.dumps({
-        "variant": args.variant, "pairs": args.pairs, "sentences": len(sents), "layers": int(pooled.shape[0]),
+        "variant": args.variant, "dtype": dtype, "pairs": args.pairs, "sentences": len(sents), "layers": int(pooled.shape[0]),
         "embed_s": round(embed_s, 2), "sentences_per_s": round(len(sents) / embed_s, 1),
         "pairs_per_s": round(args.pairs / (embed_s + measure_s), 1),
         "measures_s": round(measure_s, 3), "total_s": round(embed_s + measure_s, 2), "cpu_s": round(cpu_s, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "rss_after_model_load_mb": round(rss_loaded / 1024, 1),
         "best_retrieval_layer": int(max(range(len(curves)), key=lambda i: curves[i]["retrieval_en_xx"]))}))
+
+
+def measure_agreement(default: np.ndarray, fp32: np.ndarray, pairs: int) -> dict[str, float]:
+    """Largest |difference| of each alignment measure (every layer, every language pair) between two
+    precisions' pooled states, and the layer of best en->xx retrieval in each."""
+    from polyinstruct.analysis.alignment import alignment_curves, load_pairs
+
+    sents, src, tgt = sentences(pairs)
+    per = load_pairs()
+    rows = [(lang, p) for lang in per for p in per[lang]]
+    rows = rows[:pairs] if pairs == len(rows) else [rows[i * len(rows) // pairs] for i in range(pairs)]
+    out: dict[str, float] = {}
+    best = {}
+    for name, states in (("default", default), ("fp32", fp32)):
+        by_lang = {}
+        for lang in sorted({l for l, _ in rows}):
+            k = [j for j, (l, _) in enumerate(rows) if l == lang]
+            by_lang[lang] = alignment_curves(states[:, [src[j] for j in k]], states[:, [tgt[j] for j in k]])
+        best[name] = by_lang
+    for measure in ("cos_gap", "retrieval_en_xx", "retrieval_xx_en", "cka"):
+        out[measure] = round(max(abs(a[measure] - b[measure]) for lang in best["fp32"]
+                                 for a, b in zip(best["default"][lang], best["fp32"][lang])), 4)
+    mean = {name: np.mean([[r["retrieval_en_xx"] for r in c] for c in best[name].values()], axis=0)
+            for name in best}
+    out["best_retrieval_layer_default"] = int(np.argmax(mean["default"]))
+    out["best_retrieval_layer_fp32"] = int(np.argmax(mean["fp32"]))
+    return out
 
 
 def main() -> None:
@@ -102,12 +134,15 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--no-peer", action="store_true", help="skip the naive peer")
     ap.add_argument("--peer-pairs", type=int, default=None,
-                    help="run the (slow) naive peer on the first N pairs only; compare sentences/s")
-    ap.add_argument("--bf16", action="store_true", help="also run ours in bfloat16")
-    ap.add_argument("--variant", choices=("ours", "ours-bf16", "naive"), help=argparse.SUPPRESS)
+                    help="run the (slow) naive peer on N pairs only and compare sentences/s (default: 100 "
+                         "for the full run, all pairs for --quick)")
+    ap.add_argument("--no-fp32", action="store_true", help="skip the float32 run of ours")
+    ap.add_argument("--variant", choices=("ours", "ours-fp32", "naive"), help=argparse.SUPPRESS)
     ap.add_argument("--save", help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.pairs = args.pairs or (100 if args.quick else 1000)
+    if args.peer_pairs is None:
+        args.peer_pairs = min(args.pairs, 100)
     if args.variant:
         child(args)
         return
@@ -115,7 +150,7 @@ def main() -> None:
 
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for variant in ("ours",) + (("ours-bf16",) if args.bf16 else ()) + (() if args.no_peer else ("naive",)):
+        for variant in ("ours",) + (() if args.no_fp32 else ("ours-fp32",)) + (() if args.no_peer else ("naive",)):
             save = str(Path(tmp) / f"{variant}.npy")
             n = args.peer_pairs if variant == "naive" and args.peer_pairs else args.pairs
             cmd = [sys.executable, __file__, "--variant", variant, "--save", save, "--pairs", str(n),
@@ -127,25 +162,26 @@ def main() -> None:
                 raise SystemExit(f"{variant} failed (exit {proc.returncode})")
             results[variant] = json.loads(proc.stdout.strip().splitlines()[-1])
             print(f"{variant}: {results[variant]}", flush=True)
+        ref = "ours-fp32" if "ours-fp32" in results else "ours"
         if "naive" in results:
-            a, b = np.load(str(Path(tmp) / "ours.npy")), np.load(str(Path(tmp) / "naive.npy"))
+            a, b = np.load(str(Path(tmp) / f"{ref}.npy")), np.load(str(Path(tmp) / "naive.npy"))
             if a.shape == b.shape:
-                results["max_abs_diff_ours_vs_naive"] = float(np.abs(a - b).max())
+                results["max_abs_diff_fp32_vs_naive"] = float(np.abs(a - b).max())
             else:  # the peer ran on a subset: compare the states of the sentences both embedded
                 peer_sents = sentences(results["naive"]["pairs"])[0]
                 mine = {s: i for i, s in enumerate(sentences(args.pairs)[0])}
                 idx = [mine[s] for s in peer_sents]
-                results["max_abs_diff_ours_vs_naive"] = float(np.abs(a[:, idx] - b).max())
-            ours, naive = results["ours"], results["naive"]
-            results["speedup_sentences_per_s"] = round(ours["sentences_per_s"] / naive["sentences_per_s"], 2)
-            results["cpu_speedup_per_sentence"] = round((naive["cpu_s"] / naive["sentences"])
-                                                        / max(ours["cpu_s"] / ours["sentences"], 1e-9), 2)
-        if "ours-bf16" in results:
-            c = np.load(str(Path(tmp) / "ours-bf16.npy"))
-            a = np.load(str(Path(tmp) / "ours.npy"))
-            results["max_rel_diff_bf16"] = float(np.abs(a - c).max() / max(np.abs(a).max(), 1e-9))
+                results["max_abs_diff_fp32_vs_naive"] = float(np.abs(a[:, idx] - b).max())
+            ours, naive = results[ref], results["naive"]
+            results["speedup_fp32_vs_naive_sentences_per_s"] = round(ours["sentences_per_s"] / naive["sentences_per_s"], 2)
+            results["speedup_default_vs_naive_sentences_per_s"] = round(
+                results["ours"]["sentences_per_s"] / naive["sentences_per_s"], 2)
+        if "ours-fp32" in results and results["ours"]["dtype"] != "float32":
+            results["measures_max_abs_diff_default_vs_fp32"] = measure_agreement(
+                np.load(str(Path(tmp) / "ours.npy")), np.load(str(Path(tmp) / "ours-fp32.npy")), args.pairs)
     load = os.getloadavg()
     out = {"bench": "alignment_throughput", "model": args.model, "pairs": args.pairs, "threads": args.threads,
+           "default_dtype": results["ours"]["dtype"],
            "batch_size": args.batch_size, "target_s": 60, "meets_target": results["ours"]["total_s"] < 60,
            "loadavg_1m_at_end": round(load[0], 2), **results}
     print(json.dumps(out))

@@ -32,13 +32,26 @@ from polyinstruct.errors import PolyinstructError
 log = logging.getLogger(__name__)
 
 
+def resolve_dtype(dtype: str, device: str = "cpu") -> str:
+    """``auto`` -> bfloat16 where the device computes it natively, else float32 (models/hardware.py)."""
+    if dtype == "auto":
+        from polyinstruct.models.hardware import auto_dtype
+
+        return auto_dtype(device)
+    if dtype not in ("float32", "bfloat16"):
+        raise PolyinstructError(f"dtype must be auto, float32 or bfloat16, got {dtype!r}")
+    return dtype
+
+
 def load_model_and_tokenizer(model_or_run: str | os.PathLike, *, device: str = "cpu",
-                             dtype: str = "float32") -> tuple[Any, Any, str]:
+                             dtype: str = "auto") -> tuple[Any, Any, str]:
     """A model for hidden states from a path, packaged name, hub id or run directory (adapters merged).
-    ``dtype="bfloat16"`` is faster on CPUs with AMX/AVX512-BF16; pooled states are returned as float32."""
+    ``dtype="auto"`` is bfloat16 on CPUs with AMX/AVX512-BF16 (4x faster here, measures within the
+    tolerance docs/analysis.md states) and float32 elsewhere; pooled states are returned as float32."""
     from polyinstruct.infer.hf import HFBackend
     from polyinstruct.models.resolve import resolve_model_path
 
+    dtype = resolve_dtype(dtype, device)
     path = resolve_model_path(model_or_run)
     backend = HFBackend.from_path(path, template="tulu", device=device, dtype=dtype, merge=True)
     model = backend.model
@@ -182,8 +195,9 @@ def _flores_pairs(folder: Path, lang: str) -> list[tuple[str, str]]:
 
 
 def measure_model(model_or_run: str, pairs: dict[str, list[tuple[str, str]]], *, batch_size: int = 32,
-                  max_length: int = 128, progress: bool = False, dtype: str = "float32") -> dict[str, Any]:
+                  max_length: int = 128, progress: bool = False, dtype: str = "auto") -> dict[str, Any]:
     """All languages' curves for one model; English states are computed once."""
+    dtype = resolve_dtype(dtype)
     model, tok, path = load_model_and_tokenizer(model_or_run, dtype=dtype)
     english = sorted({en for rows in pairs.values() for en, _ in rows})
     en_index = {s: i for i, s in enumerate(english)}

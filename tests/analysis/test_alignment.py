@@ -81,6 +81,9 @@ def test_alignment_cli_writes_curves_table_and_plot(tiny_model_dir, tmp_path):
     assert rc == 0
     data = json.loads((tmp_path / "alignment.json").read_text())
     assert [m["label"] for m in data["models"]] == ["a", "b"]
+    from polyinstruct.models.hardware import auto_dtype
+
+    assert data["models"][0]["dtype"] == auto_dtype("cpu")  # --dtype auto, resolved and recorded
     assert set(data["models"][0]["curves"]) == {"fr", "zh"} and data["models"][0]["pairs"] == {"fr": 12, "zh": 12}
     assert len(data["models"][0]["curves"]["fr"]) == data["models"][0]["layers"]
     assert (tmp_path / "alignment.png").stat().st_size > 1000
