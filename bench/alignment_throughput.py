@@ -41,23 +41,24 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def sentences(pairs: int) -> tuple[list[str], list[int], list[int]]:
-    """Distinct English sentences then translations, and each pair's two indices into that list."""
+def sentences(pairs: int) -> tuple[list[str], list[int], list[int], list[str]]:
+    """Distinct English sentences then translations, each pair's two indices into that list, and
+    each pair's language."""
     from polyinstruct.analysis.alignment import load_pairs
 
     per = load_pairs()
-    rows = [p for lang in per for p in per[lang]]
+    rows = [(lang, p) for lang in per for p in per[lang]]
     if pairs > len(rows):
         raise SystemExit(f"only {len(rows)} embedded pairs; asked for {pairs}")
     rows = rows[:pairs] if pairs == len(rows) else [rows[i * len(rows) // pairs] for i in range(pairs)]
-    english = sorted({en for en, _ in rows})
+    english = sorted({en for _, (en, _) in rows})
     index = {s: i for i, s in enumerate(english)}
-    sents = english + [xx for _, xx in rows]
-    return sents, [index[en] for en, _ in rows], list(range(len(english), len(sents)))
+    sents = english + [xx for _, (_, xx) in rows]
+    return (sents, [index[en] for _, (en, _) in rows], list(range(len(english), len(sents))),
+            [lang for lang, _ in rows])
 
 
 def child(args: argparse.Namespace) -> None:
-    import numpy as np
     import torch
 
     torch.set_num_threads(args.threads)
@@ -67,7 +68,7 @@ def child(args: argparse.Namespace) -> None:
 
     dtype = resolve_dtype("auto" if args.variant == "ours" else "float32")
     model, tok, _ = load_model_and_tokenizer(args.model, dtype=dtype)
-    sents, src, tgt = sentences(args.pairs)
+    sents, src, tgt, _ = sentences(args.pairs)
     rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
@@ -100,18 +101,15 @@ def child(args: argparse.Namespace) -> None:
 def measure_agreement(default: np.ndarray, fp32: np.ndarray, pairs: int) -> dict[str, float]:
     """Largest |difference| of each alignment measure (every layer, every language pair) between two
     precisions' pooled states, and the layer of best en->xx retrieval in each."""
-    from polyinstruct.analysis.alignment import alignment_curves, load_pairs
+    from polyinstruct.analysis.alignment import alignment_curves
 
-    sents, src, tgt = sentences(pairs)
-    per = load_pairs()
-    rows = [(lang, p) for lang in per for p in per[lang]]
-    rows = rows[:pairs] if pairs == len(rows) else [rows[i * len(rows) // pairs] for i in range(pairs)]
+    _, src, tgt, langs = sentences(pairs)
     out: dict[str, float] = {}
     best = {}
     for name, states in (("default", default), ("fp32", fp32)):
         by_lang = {}
-        for lang in sorted({l for l, _ in rows}):
-            k = [j for j, (l, _) in enumerate(rows) if l == lang]
+        for lang in sorted(set(langs)):
+            k = [j for j, l in enumerate(langs) if l == lang]
             by_lang[lang] = alignment_curves(states[:, [src[j] for j in k]], states[:, [tgt[j] for j in k]])
         best[name] = by_lang
     for measure in ("cos_gap", "retrieval_en_xx", "retrieval_xx_en", "cka"):
@@ -146,7 +144,6 @@ def main() -> None:
     if args.variant:
         child(args)
         return
-    import numpy as np
 
     results = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -29,11 +29,9 @@ class EvalSettings(BaseModel):
     def resolved_dtype(self) -> str:
         if self.dtype != "auto":
             return self.dtype
-        import torch
-
         from polyinstruct.models.hardware import auto_dtype
 
-        return auto_dtype("cuda" if torch.cuda.is_available() else "cpu")
+        return auto_dtype()
 
 
 class ExperimentConfig(BaseModel):

@@ -44,11 +44,13 @@ def _torch_dtype(dtype: Any, device: str):
 
 def _mergeable(adapter_dir: str) -> bool:
     """True for adapters whose weights fold into the base (LoRA family, IA3), not prompt learning."""
+    from polyinstruct.models.resolve import MERGEABLE_PEFT_TYPES
+
     try:
         cfg = json.loads((Path(adapter_dir) / "adapter_config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return str(cfg.get("peft_type", "")).upper() in ("LORA", "ADALORA", "IA3", "LOHA", "LOKR")
+    return str(cfg.get("peft_type", "")).upper() in MERGEABLE_PEFT_TYPES
 
 
 def _split_adapter(path: str, adapter: str | None) -> tuple[str, str | None]:

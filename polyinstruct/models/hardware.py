@@ -32,11 +32,14 @@ def cpu_has_fast_bf16() -> bool:
     return any(f in cpu_flags() for f in BF16_CPU_FLAGS)
 
 
-def auto_dtype(device: str = "cpu") -> str:
+def auto_dtype(device: str | None = None) -> str:
     """``bfloat16`` where this device computes it natively (CUDA with bf16, AMX/AVX512-BF16 CPUs),
-    else ``float32``."""
-    if device.startswith("cuda"):
+    else ``float32``. ``device=None``: CUDA when there is one, else the CPU."""
+    if device is None or device.startswith("cuda"):
         import torch
 
-        return "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
+        if torch.cuda.is_available():
+            return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+        if device is not None:
+            return "float32"
     return "bfloat16" if cpu_has_fast_bf16() else "float32"

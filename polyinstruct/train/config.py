@@ -208,10 +208,7 @@ class TrainConfig(BaseModel):
         if self.mixed_precision == "auto":
             from polyinstruct.models.hardware import auto_dtype
 
-            import torch
-
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-            self.mixed_precision = "bf16" if auto_dtype(device) == "bfloat16" else "no"
+            self.mixed_precision = "bf16" if auto_dtype() == "bfloat16" else "no"
         return self
 
     @property
