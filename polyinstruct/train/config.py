@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from polyinstruct.config import apply_overrides, load_yaml, resolve_input_path, validate_config
 from polyinstruct.errors import ConfigError
@@ -170,6 +170,16 @@ class TrainConfig(BaseModel):
     @classmethod
     def _one_or_many(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
+
+    @field_validator("packing", mode="before")
+    @classmethod
+    def _packing(cls, v: Any) -> Any:
+        if v == "auto":
+            return v
+        try:  # what pydantic reads as a boolean elsewhere (true/false, yes/no, on/off, 1/0)
+            return TypeAdapter(bool).validate_python(v)
+        except ValidationError:
+            raise ValueError(f"must be true, false or auto, got {v!r}") from None
 
     @field_validator("method")
     @classmethod

@@ -106,3 +106,13 @@ def test_packing_is_on_by_default_where_the_method_can_pack():
     # ... and asking for packing explicitly is an error
     with pytest.raises(ValueError, match="packing is not supported with prompt_tuning"):
         TrainConfig.model_validate({**base, "method": "prompt_tuning", "packing": True})
+
+
+def test_a_bad_packing_value_names_the_file_and_field(tmp_path):
+    bad = tmp_path / "cfg.yaml"
+    bad.write_text("model: m\ndata: [a.jsonl]\noutput_dir: o\npacking: maybe\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"cfg\.yaml:packing: must be true, false or auto, got 'maybe'"):
+        load_train_config(str(bad))
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("model: m\ndata: [a.jsonl]\noutput_dir: o\npacking: off\n", encoding="utf-8")
+    assert load_train_config(str(ok)).packing is False  # the booleans pydantic reads elsewhere
