@@ -156,11 +156,11 @@ def _train(cfg: TrainConfig, run_dir: Path, progress: bool) -> Path:
     set_seed(cfg.seed)
     base, base_path = load_model(cfg, tokenizer, n_added)
     model = apply_method(base, cfg, sched_steps)
+    portable_base_name(model, cfg)
+    n_params, n_trainable = count_parameters(model)  # before the cast below: its untied head copy is no parameter
     if cfg.mixed_precision == "bf16" and cfg.is_peft and not (cfg.load_in_4bit or cfg.load_in_8bit):
         n_cast = cast_frozen_linears(model, torch.bfloat16)  # the same matmuls, cast once (modeling.py)
         log.info("bf16 autocast: %d frozen linear layers stored in bf16", n_cast)
-    portable_base_name(model, cfg)
-    n_params, n_trainable = count_parameters(model)
     log.info("%s: %d parameters, %d trainable (%.2f%%); %d train / %d validation examples; %d steps "
              "(%d per epoch, grad accumulation %d x %d processes)", cfg.method, n_params, n_trainable,
              100 * n_trainable / max(1, n_params), len(train_ex), len(val_ex), limit, plan.steps_per_epoch,

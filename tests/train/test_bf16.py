@@ -59,6 +59,11 @@ def test_frozen_base_cast_once_gives_the_same_lora_run_as_autocast_alone(base_co
     assert seen  # the second run really skipped the cast
     a, b = losses(cast_once), losses(every_step)
     assert len(a) == 4 and max(abs(x - y) for (_, x), (_, y) in zip(a, b)) < 1e-6
+    # the bf16 copy of a tied LM head is no extra parameter in what the run reports (budget, FLOPs)
+    import json
+
+    budgets = [json.loads((r / "budget.json").read_text()) for r in (cast_once, every_step)]
+    assert budgets[0]["parameters"] == budgets[1]["parameters"] and budgets[0]["flops_estimate"] == budgets[1]["flops_estimate"]
 
 
 def test_cast_frozen_linears_leaves_trainable_weights_embeddings_and_tied_lookups_in_fp32(tiny_model_dir):
