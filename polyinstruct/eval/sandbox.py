@@ -144,6 +144,37 @@ def interpreter_mounts(executable: str = sys.executable) -> tuple[list[str], dic
     return binds, {d: t for d, t in sorted(links.items()) if not under(d)}
 
 
+# -- seccomp: no ptrace of the sandbox's other processes (bwrap's reaper runs as the same uid) ------
+
+_AUDIT = {"x86_64": [(0xC000003E, (101, 310, 311, 438)), (0x40000003, (26, 347, 348, 438))],
+          "aarch64": [(0xC00000B7, (117, 270, 271, 438))]}   # ptrace, process_vm_readv/writev, pidfd_getfd
+
+
+def seccomp_filter(machine: str | None = None) -> bytes | None:
+    """A classic-BPF seccomp program (for ``bwrap --seccomp``) failing ptrace and its relatives with EPERM."""
+    import platform
+    import struct
+
+    arches = _AUDIT.get(machine or platform.machine())
+    if not arches:
+        return None
+    ld, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06
+    allow, deny = 0x7FFF0000, 0x00050000 | 1   # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | EPERM
+    prog: list[tuple] = [(ld, 0, 0, 4)]        # seccomp_data.arch
+    for i, (arch, nrs) in enumerate(arches):
+        block = [(ld, 0, 0, 0)]                # seccomp_data.nr
+        if i == 0 and arch == 0xC000003E:
+            block.append((jge, "DENY", 0, 0x40000000))   # x32 calls
+        block += [(jeq, "DENY", 0, nr) for nr in nrs] + [(ret, 0, 0, allow)]
+        prog += [(jeq, 0, len(block), arch)] + block
+    prog += [(ret, 0, 0, allow), (ret, 0, 0, deny)]
+    out = b""
+    for pc, (code, jt, jf, k) in enumerate(prog):
+        jt = len(prog) - 1 - pc - 1 if jt == "DENY" else jt
+        out += struct.pack("=HBBI", code, jt, jf, k)
+    return out
+
+
 # -- explaining why it cannot run -----------------------------------------------------------------
 
 def _sysctl(path: str) -> str | None:
@@ -157,6 +188,8 @@ def diagnose(bwrap_stderr: str) -> str:
     """One line: why bwrap could not make its namespaces here, and the fix."""
     said = next((ln.strip() for ln in bwrap_stderr.splitlines() if ln.startswith("bwrap:")),
                 bwrap_stderr.strip().splitlines()[-1] if bwrap_stderr.strip() else "no message")
+    if not any(w in said.lower() for w in ("namespace", "uid map", "gid map", "setgroups", "operation not permitted")):
+        return f"the code sandbox cannot start: bwrap failed ({said})"
     if _sysctl("user/max_user_namespaces") == "0":
         cause = "user namespaces are off (user.max_user_namespaces = 0); fix: sysctl -w user.max_user_namespaces=10000"
     elif _sysctl("kernel/unprivileged_userns_clone") == "0":
@@ -299,6 +332,7 @@ class Sandbox:
                 "(Debian/Ubuntu; dnf install bubblewrap on Fedora)")
         self.binds, self.links = interpreter_mounts()
         self._cgroups = _Cgroups()
+        self._seccomp = seccomp_filter()
         out = self.run("import collections, math, typing, re, hashlib\nprint('ok')")
         if not (out.passed and out.stdout.strip() == "ok"):
             if out.status == "error":
@@ -307,10 +341,14 @@ class Sandbox:
                                           f"{out.stderr.strip()[-300:]})")
         self.isolation = "bwrap"
 
-    def _command(self, status_fd: int, request_fd: int) -> list[str]:
+    def _command(self, status_fd: int, request_fd: int, seccomp_fd: int | None) -> list[str]:
         lim = self.limits
-        cmd = [self.bwrap, "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
-               "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--clearenv"]
+        # /tmp first: an interpreter under /tmp (a venv there) is bound on top of it, read-only
+        cmd = [self.bwrap, "--size", str(lim.tmpfs_mb * 1024 * 1024), "--tmpfs", "/tmp", "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+               "--unshare-cgroup-try", "--disable-userns", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+               "--clearenv"]
+        if seccomp_fd is not None:
+            cmd += ["--seccomp", str(seccomp_fd)]
         for k, v in ENV.items():
             cmd += ["--setenv", k, v]
         for path in self.binds:
@@ -320,7 +358,6 @@ class Sandbox:
                 cmd += ["--dir", os.path.dirname(dest)]
             cmd += ["--symlink", target, dest]
         cmd += ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev",
-                "--size", str(lim.tmpfs_mb * 1024 * 1024), "--tmpfs", "/tmp",
                 "--file", str(request_fd), "/tmp/.request", "--remount-ro", "/", "--chdir", "/tmp",
                 sys.executable, "-I", "-S", "-B", "-c", INIT_SOURCE, str(status_fd)]
         return cmd
@@ -330,19 +367,24 @@ class Sandbox:
         token = secrets.token_hex(16)
         req = json.dumps({"program": program, "token": token, "limits": asdict(self.limits)}).encode()
         request_fd = os.memfd_create("polyinstruct-sample", os.MFD_CLOEXEC)
+        seccomp_fd = os.memfd_create("polyinstruct-seccomp", os.MFD_CLOEXEC) if self._seccomp else None
         status_r, status_w = os.pipe()
         try:
             os.write(request_fd, req)
             os.lseek(request_fd, 0, os.SEEK_SET)
+            if seccomp_fd is not None:
+                os.write(seccomp_fd, self._seccomp)
+                os.lseek(seccomp_fd, 0, os.SEEK_SET)
             cgroup = self._cgroups.make(self.limits)
-            cmd = self._command(status_w, request_fd)
+            cmd = self._command(status_w, request_fd, seccomp_fd)
             if cgroup:  # the shell joins the sample's cgroup, then becomes bwrap: every process is in it
                 cmd = ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, *cmd]
             start = time.monotonic()
             try:
                 proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        pass_fds=(status_w, request_fd), start_new_session=True,
+                                        pass_fds=tuple(fd for fd in (status_w, request_fd, seccomp_fd)
+                                                       if fd is not None), start_new_session=True,
                                         cwd="/", env={"PATH": ENV["PATH"]})
             except OSError as e:
                 os.close(status_r)
@@ -351,6 +393,8 @@ class Sandbox:
         finally:
             os.close(request_fd)
             os.close(status_w)
+            if seccomp_fd is not None:
+                os.close(seccomp_fd)
         try:
             out = self._supervise(proc, status_r, token, start)
             if cgroup and out.status != "passed" and _oom_killed(cgroup):
