@@ -19,9 +19,10 @@ only here. Each program runs in a ``bwrap`` sandbox of its own (Debian package `
 - a pass only through a per-run token on a pipe (see ``_sandbox_init.py``), never from the
   exit status alone.
 
-As root, ``bwrap`` is started under a uid of its own (no files, no home, not uid 0, so that
-``RLIMIT_NPROC`` applies) and the interpreter's folders are handed to it as open descriptors
-(``--ro-bind-fd``), so that a Python under ``/root`` works too.
+Memory and processes across all of a sample's processes: a cgroup per sample where this process
+may make one (root: ``pids.max`` on cgroup v1 or v2, ``memory.max`` on v2); everywhere the
+watcher above; ``RLIMIT_NPROC`` for non-root (the kernel exempts uid 0 from it, even mapped).
+bwrap failing to start is the only ``error``; whatever a program does is its sample's failure.
 """
 
 from __future__ import annotations
