@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from polyinstruct.eval import sandbox as sb_mod
+from polyinstruct.eval import sandbox_setup
 from polyinstruct.eval.sandbox import Limits, Sandbox, SandboxUnavailableError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -359,7 +360,7 @@ def test_user_namespaces_off_names_the_sysctl(tmp_path, monkeypatch, sysctl, val
     fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to creating new namespace, likely because the kernel "
                     "does not allow non-privileged user namespaces.' >&2\nexit 1\n")
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setattr(sb_mod, "_sysctl", lambda path: value if path == sysctl else None)
+    monkeypatch.setattr(sandbox_setup, "_sysctl", lambda path: value if path == sysctl else None)
     with pytest.raises(SandboxUnavailableError) as e:
         Sandbox(bwrap=str(fake), workers=1)
     msg = str(e.value)
