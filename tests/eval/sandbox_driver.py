@@ -9,17 +9,17 @@ The test starts it as the current user and, when that is root, as uid 65534 unde
 
 import json
 import os
-import resource
 import sys
 from dataclasses import asdict
 
 from polyinstruct.eval.sandbox import Limits, Sandbox
 
 
-def _rss_mb() -> float:
+def _rss_mb(field: str = "VmRSS") -> float:
+    # VmHWM: this process's peak RSS (ru_maxrss would carry the pre-exec peak of the forking parent)
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return 0.0
 
@@ -30,7 +30,7 @@ def main() -> None:
     base = _rss_mb()
     names = list(req["programs"])
     outs = sandbox.run_many([req["programs"][n] for n in names])
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _rss_mb("VmHWM")
     print(json.dumps({"outcomes": {n: asdict(o) for n, o in zip(names, outs)}, "base_rss_mb": base,
                       "peak_rss_mb": peak, "uid": os.getuid(), "binds": sandbox.binds}))
 

@@ -191,6 +191,9 @@ def attacked(request, tmp_path_factory):
     finally:
         for s in socks.values():
             s.close()
+    for name, o in res["outcomes"].items():  # the record of every attack (pytest -s shows it)
+        print(f"[{user}] {name}: {o['status']} ({o['reason'] or o['stdout'].strip()[-100:]})")
+    print(f"[{user}] host after: {host}")
     return {"user": user, "out": res["outcomes"], "host": host, "secret": secret, "secret_text": secret_text,
             "uid": res["uid"], "seconds": time.monotonic() - t0}
 
@@ -306,7 +309,7 @@ def test_evaluator_memory_stays_flat_under_a_print_flood(user):
         assert len(o["stdout"]) <= sb_mod.OUTPUT_CAP
     grew = res["peak_rss_mb"] - res["base_rss_mb"]
     print(f"{user}: evaluator RSS {res['base_rss_mb']:.1f} MB before, peak {res['peak_rss_mb']:.1f} MB")
-    assert grew < 30, res
+    assert grew < 10, res
 
 
 def test_venv_under_a_home_cache_folder_works(tmp_path):
