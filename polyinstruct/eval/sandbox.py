@@ -225,9 +225,10 @@ class Sandbox:
     def _command(self, status_fd: int, request_fd: int, seccomp_fd: int | None) -> list[str]:
         lim = self.limits
         # /tmp first: an interpreter under /tmp (a venv there) is bound on top of it, read-only
-        cmd = [self.bwrap, "--size", str(lim.tmpfs_mb * 1024 * 1024), "--tmpfs", "/tmp", "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
-               "--unshare-cgroup-try", "--disable-userns", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-               "--clearenv"]
+        cmd = [self.bwrap, "--size", str(lim.tmpfs_mb * 1024 * 1024), "--tmpfs", "/tmp",
+               "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+               "--unshare-cgroup-try", "--disable-userns", "--die-with-parent", "--new-session",
+               "--cap-drop", "ALL", "--clearenv"]
         if seccomp_fd is not None:
             cmd += ["--seccomp", str(seccomp_fd)]
         for k, v in ENV.items():
