@@ -5,7 +5,6 @@ fixed settings, logins are limited, and malformed fields are 400s naming the fie
 from __future__ import annotations
 
 import json
-import random
 import re
 import threading
 import time
@@ -18,38 +17,10 @@ from fastapi.testclient import TestClient
 from polyinstruct.annotate.app import create_app, running
 from polyinstruct.annotate.engines import Engine
 from polyinstruct.annotate.web import WebLimits
-from tests.annotate.conftest import FAST_HASH, PASSWORDS, ScriptedBackend
+from tests.annotate.conftest import PASSWORDS, CountingBackend, NoSystemBackend, RandomBackend, ScriptedBackend
 from tests.annotate.test_app import csrf_of, logged_in
 
 MSG = [{"role": "user", "content": "hi"}]
-
-
-class NoSystemBackend(ScriptedBackend):
-    """Like Gemma-2's template: a system turn raises as soon as the prompt is rendered."""
-
-    def stream(self, conversation, params):
-        if any(m["role"] == "system" for m in conversation):
-            raise ValueError("System role not supported")
-        return super().stream(conversation, params)
-
-
-class CountingBackend(ScriptedBackend):
-    """Knows its context (one token per character) like the hf backend."""
-
-    context_length = 100
-
-    def encode_messages(self, messages):
-        return list("".join(m["content"] for m in messages))
-
-
-class RandomBackend(ScriptedBackend):
-    """A fresh random reply on every call: a re-roll is visible."""
-
-    def stream(self, conversation, params):
-        rng = random.Random()
-        for _ in range(8):
-            time.sleep(self.delay)
-            yield f" w{rng.randrange(10**6)}"
 
 
 class RecordingBackend(ScriptedBackend):
