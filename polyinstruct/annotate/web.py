@@ -49,6 +49,7 @@ class WebLimits:
     login_window_s: float = 900.0
     login_hash_slots: int = 2  # password checks (argon2, ~64 MiB each) running at once
     login_hash_queue: int = 8  # logins waiting for a slot; more get a 429 at once
+    login_refusal_delay_s: float = 1.0  # a failed or refused login answers after this long (no thread held)
 
 
 class NotLoggedIn(Exception):

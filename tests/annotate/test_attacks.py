@@ -170,7 +170,8 @@ def _try_login(c, name, password):
 
 
 def test_failed_logins_are_limited_per_account_and_per_address(store):
-    app = create_app(store, limits=WebLimits(login_account_failures=3, login_address_failures=5))
+    app = create_app(store, limits=WebLimits(login_account_failures=3, login_address_failures=5,
+                                                  login_refusal_delay_s=0))
     c = TestClient(app, base_url="http://127.0.0.1")
     assert [_try_login(c, "bob", "wrong-wrong").status_code for _ in range(3)] == [401, 401, 401]
     r = _try_login(c, "bob", PASSWORDS["bob"])  # even the right password waits now

@@ -7,15 +7,18 @@ a 429 with ``Retry-After`` until the oldest counted failure leaves the window (a
 clears the account's count). Password checks (argon2id, about 64 MiB each) run at most
 ``login_hash_slots`` at a time; at most ``login_hash_queue`` logins wait for a slot and
 the rest get a 429 at once, so a flood of logins cannot exhaust the server's memory or
-its worker threads.
+its worker threads. A failed or refused login answers after ``login_refusal_delay_s`` (an
+asynchronous sleep that holds no thread), which slows each flooding connection's loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -35,6 +38,10 @@ class LoginGuard:
         self._lock = threading.Lock()
         self._slots: asyncio.Semaphore | None = None
         self._waiting = 0
+        # Password checks run in their own threads at the lowest CPU priority (Linux: a thread's nice
+        # value, inherited by argon2's lane threads), so annotators' pages go first during a flood.
+        self.pool = ThreadPoolExecutor(max_workers=max(1, limits.login_hash_slots), thread_name_prefix="login-hash",
+                                       initializer=_lowest_priority)
 
     def _recent(self, kind: str, key: str, now: float) -> deque[float]:
         dq = self._fails[kind].get(key)
@@ -74,6 +81,13 @@ class LoginGuard:
     async def hashing(self):
         """An async context: a password-check slot, or ``TooMany`` when too many already wait."""
         return _Slot(self)
+
+
+def _lowest_priority() -> None:
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError):  # not Linux, or not allowed: normal priority
+        pass
 
 
 class _Slot:
@@ -128,11 +142,14 @@ def router(ctx: WebContext) -> APIRouter:
             guard.check(name, address)
             async with await guard.hashing():
                 guard.check(name, address)  # failures may have come in while this one waited
-                row = await run_in_threadpool(ctx.store.check_login, name, password)
+                row = await asyncio.get_running_loop().run_in_executor(guard.pool, ctx.store.check_login, name,
+                                                                       password)
         except TooMany as e:
+            await asyncio.sleep(ctx.limits.login_refusal_delay_s)  # slows a flooding client's loop, costs nothing here
             return login_page(request, str(e), 429, e.retry_after)
         if row is None:
             guard.failed(name, address)
+            await asyncio.sleep(ctx.limits.login_refusal_delay_s)
             return login_page(request, "Wrong name or password.", 401)
         guard.succeeded(name)
         await run_in_threadpool(ctx.start_session, request, row["name"])
