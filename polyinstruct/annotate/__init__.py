@@ -5,7 +5,9 @@
 - ``agreement``: acceptability and pairwise agreement, Cohen's and Fleiss' kappa, and
   human vs LLM-judge system-level Pearson per language, as a markdown table.
 - ``engines``: the models the chat and arena talk to (a run dir or any OpenAI-compatible endpoint).
-- ``app``: the FastAPI app (login, CSRF, annotation, chat, arena); ``commands``: the CLI.
+- ``app``: the FastAPI app, built from ``routes`` (one router per concern: auth, annotation,
+  chat, arena, admin) over ``web`` (server-side sessions, CSRF, limits, strict parsing);
+  ``commands``: the CLI.
 
 How to run a human evaluation: docs/annotation.md.
 """

@@ -2,8 +2,10 @@
 
 Tables: ``annotators`` (argon2 password hashes), ``items`` (a prompt and two systems'
 outputs, in import order ``x``/``y`` plus the seeded, recorded display order),
-``assignments`` (which annotator was shown which item, and when) and ``judgments``
-(acceptability of each shown output, the 5-way preference, an optional comment).
+``assignments`` (which annotator was shown which item, and when), ``judgments``
+(acceptability of each shown output, the 5-way preference, an optional comment),
+``sessions`` (server-side logins: revoked on logout and whenever an account's password
+or role changes) and ``arena_rounds`` (the fixed decoding settings and seed of a round).
 
 Every write is one ``BEGIN IMMEDIATE`` transaction and ``judgments`` has
 ``UNIQUE(item_id, annotator)``, so concurrent annotators never lose a write and a
@@ -88,7 +90,23 @@ CREATE TABLE IF NOT EXISTS judgments (
     created REAL NOT NULL,
     UNIQUE (item_id, annotator)
 );
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    annotator TEXT NOT NULL REFERENCES annotators (name) ON DELETE CASCADE,
+    created REAL NOT NULL,
+    expires REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_annotator ON sessions (annotator);
+CREATE TABLE IF NOT EXISTS arena_rounds (
+    item_id INTEGER PRIMARY KEY REFERENCES items (id),
+    annotator TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS arena_rounds_annotator ON arena_rounds (annotator, created);
 """
+# SQLite integers are signed 64-bit: a larger id cannot name a row (and would overflow the driver).
+MAX_ROW_ID = 2**63 - 1
 
 
 class StoreError(PolyinstructError):
@@ -114,6 +132,16 @@ class Item:
     output_a: str
     output_b: str
     source: str
+
+
+@dataclass
+class ArenaSide:
+    """One side of an arena round, as the server needs it (the model name never reaches the page)."""
+
+    model: str
+    messages: list[dict[str, str]]
+    settings: dict[str, Any]
+    output: str | None
 
 
 class Store:
@@ -186,6 +214,8 @@ class Store:
             con.execute("INSERT INTO annotators (name, password_hash, is_admin, created) VALUES (?, ?, ?, ?) "
                         "ON CONFLICT (name) DO UPDATE SET password_hash=excluded.password_hash, "
                         "is_admin=excluded.is_admin", (name, digest, int(admin), time.time()))
+            # a new password or role ends every open session of the account (the old cookie stops working)
+            con.execute("DELETE FROM sessions WHERE annotator=?", (name,))
 
     def check_login(self, name: str, password: str) -> dict[str, Any] | None:
         """The annotator's row when the password matches, else None (same work either way)."""
@@ -201,6 +231,36 @@ class Store:
         except (VerificationError, InvalidHashError):
             return None
         return {"name": row["name"], "is_admin": bool(row["is_admin"])} if row else None
+
+    # --- sessions ------------------------------------------------------------------------------
+    def new_session(self, annotator: str, *, max_age_s: float) -> str:
+        """A fresh session token for ``annotator`` (only its SHA-256 is stored)."""
+        token = secrets.token_urlsafe(32)
+        now = time.time()
+        with self._write() as con:
+            con.execute("DELETE FROM sessions WHERE expires<?", (now,))
+            con.execute("INSERT INTO sessions (id, annotator, created, expires) VALUES (?, ?, ?, ?)",
+                        (_token_id(token), annotator, now, now + max_age_s))
+        return token
+
+    def session_user(self, token: str | None) -> dict[str, Any] | None:
+        """The annotator (name, is_admin as stored now) behind a live session token, else None."""
+        if not token or not isinstance(token, str) or len(token) > 128:
+            return None
+        row = self._con().execute(
+            "SELECT a.name, a.is_admin FROM sessions s JOIN annotators a ON a.name=s.annotator "
+            "WHERE s.id=? AND s.expires>=?", (_token_id(token), time.time())).fetchone()
+        return {"name": row["name"], "is_admin": bool(row["is_admin"])} if row else None
+
+    def end_session(self, token: str | None) -> None:
+        if token and isinstance(token, str):
+            with self._write() as con:
+                con.execute("DELETE FROM sessions WHERE id=?", (_token_id(token),))
+
+    def revoke_sessions(self, annotator: str) -> int:
+        """End every session of ``annotator``; returns how many there were."""
+        with self._write() as con:
+            return con.execute("DELETE FROM sessions WHERE annotator=?", (annotator,)).rowcount
 
     def annotators(self) -> list[str]:
         return [r[0] for r in self.query("SELECT name FROM annotators ORDER BY name")]
@@ -347,8 +407,11 @@ class Store:
 
     # --- arena ---------------------------------------------------------------------------------
     def new_arena_item(self, annotator: str, messages: list[dict[str, str]], model_x: str, model_y: str,
-                       *, language: str | None = None) -> Item:
-        """An item made on the fly by the arena: outputs come later (``set_output``), then one vote."""
+                       *, language: str | None = None, settings: dict[str, Any] | None = None) -> Item:
+        """An item made on the fly by the arena: outputs come later (``set_output``), then one vote.
+
+        ``settings``: the round's decoding settings (seed included), fixed for both sides.
+        """
         now = time.time()
         nonce = secrets.token_hex(8)
         swapped = secrets.randbelow(2) == 1
@@ -361,19 +424,30 @@ class Store:
             item_id = cur.lastrowid
             con.execute("INSERT INTO assignments (item_id, annotator, assigned) VALUES (?, ?, ?)",
                         (item_id, annotator, now))
+            con.execute("INSERT INTO arena_rounds (item_id, annotator, settings, created) VALUES (?, ?, ?, ?)",
+                        (item_id, annotator, json.dumps(settings or {}), now))
         return Item(item_id, f"arena-{nonce}", language, messages, "", "", "arena")
 
-    def arena_model(self, item_id: int, side: str, annotator: str) -> tuple[str, list[dict[str, str]]]:
-        """The (hidden) model behind side ``a``/``b`` of an arena item owned by ``annotator``."""
+    def arena_rounds_since(self, annotator: str, since: float) -> int:
+        """How many arena rounds ``annotator`` started after ``since`` (a per-user cap)."""
+        return self._con().execute("SELECT COUNT(*) FROM arena_rounds WHERE annotator=? AND created>=?",
+                                   (annotator, since)).fetchone()[0]
+
+    def arena_side(self, item_id: int, side: str, annotator: str) -> ArenaSide:
+        """Side ``a``/``b`` of an arena round owned by ``annotator``: its hidden model, the prompt, the
+        round's fixed settings, and the stored answer once there is one (an answer is never replaced)."""
+        if side not in ("a", "b"):
+            raise StoreError(f"side must be 'a' or 'b', got {side!r}")
         row = self._con().execute(
-            "SELECT i.* FROM items i JOIN assignments a ON a.item_id=i.id WHERE i.id=? AND a.annotator=? "
-            "AND i.source='arena'", (item_id, annotator)).fetchone()
+            "SELECT i.*, r.settings AS round_settings FROM items i JOIN assignments a ON a.item_id=i.id "
+            "LEFT JOIN arena_rounds r ON r.item_id=i.id WHERE i.id=? AND a.annotator=? AND i.source='arena'",
+            (item_id, annotator)).fetchone()
         if row is None:
             raise StoreError(f"no arena round {item_id} for {annotator!r}")
         first = (side == "a") != bool(row["swapped"])
-        if row["output_x" if first else "output_y"] is not None:
-            raise StoreError(f"side {side} of arena round {item_id} has already answered")
-        return (row["model_x"] if first else row["model_y"]), json.loads(row["messages"])
+        return ArenaSide(model=row["model_x"] if first else row["model_y"], messages=json.loads(row["messages"]),
+                         settings=json.loads(row["round_settings"] or "{}"),
+                         output=row["output_x" if first else "output_y"])
 
     def set_output(self, item_id: int, side: str, text: str) -> None:
         if side not in ("a", "b"):
@@ -436,6 +510,10 @@ class _Transaction:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.con.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _token_id(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _shown(row: sqlite3.Row) -> Item:

@@ -54,20 +54,12 @@ def _mergeable(adapter_dir: str) -> bool:
 
 
 def _split_adapter(path: str, adapter: str | None) -> tuple[str, str | None]:
-    """Return (base model path, adapter path or None) for a model/adapter/run-dir path."""
-    from polyinstruct.models.resolve import resolve_model_path
+    """Return (base model path, adapter path or None) for a model/adapter/run-dir path, after the
+    shared preflight (models.preflight: config, tokenizer config, adapter, safetensors headers)."""
+    from polyinstruct.models.preflight import preflight
 
-    resolved = resolve_model_path(path)
-    cfg = Path(resolved) / "adapter_config.json"
-    if cfg.is_file():
-        if adapter is not None:
-            raise ConfigError(f"{path} is already an adapter; do not pass adapter= as well", field="adapter")
-        try:
-            base = json.loads(cfg.read_text(encoding="utf-8"))["base_model_name_or_path"]
-        except (KeyError, json.JSONDecodeError) as e:
-            raise ConfigError(f"cannot read base_model_name_or_path: {e}", file=str(cfg)) from None
-        return resolve_model_path(base), resolved
-    return resolved, (resolve_model_path(adapter) if adapter is not None else None)
+    pf = preflight(path, adapter)
+    return pf.base, pf.adapter
 
 
 class HFBackend:
@@ -99,8 +91,11 @@ class HFBackend:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from polyinstruct.models.preflight import check_fits_memory, preflight
+
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        base, adapter_dir = _split_adapter(str(path), adapter)
+        pf = preflight(str(path), adapter)  # one error line naming file and field, before any loading
+        base, adapter_dir = pf.base, pf.adapter
         tok_dir = adapter_dir if adapter_dir and (Path(adapter_dir) / "tokenizer_config.json").exists() else base
         want = _torch_dtype(dtype, device)
         # A LoRA-style adapter on a bf16/fp16 model: merge it in float32 first, then cast the merged
@@ -109,6 +104,9 @@ class HFBackend:
         # CPU slower than float32 in our measurements).
         low = isinstance(want, torch.dtype) and want in (torch.bfloat16, torch.float16)
         merge_first = bool(adapter_dir) and low and _mergeable(adapter_dir)
+        if pf.config is not None:  # refuse from the config's sizes what cannot fit, before allocating
+            check_fits_memory(pf.config, Path(base), dtype="float32" if merge_first else str(want),
+                              device=device.split(",")[0])
         try:
             tokenizer = AutoTokenizer.from_pretrained(tok_dir)
             model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32 if merge_first else want)

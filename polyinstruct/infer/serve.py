@@ -45,6 +45,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from polyinstruct.errors import ConfigError
 from polyinstruct.infer import logprobs as lp
 from polyinstruct.infer.backend import DecodingParams, Generation, GenerationBackend
+from polyinstruct.infer.context import ContextLengthError, check_fits
 from polyinstruct.infer.decoding import validate_decoding
 from polyinstruct.infer.serve_schemas import (
     ChatCompletionRequest,
@@ -239,9 +240,11 @@ def create_app(backend: GenerationBackend, *, model_name: str, api_key: str | No
             n = len(count(payload))
         else:  # no tokenizer here: about 3 characters a token
             n = len(payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)) // 3 + 1
-        if ctx and count is not None and n + max_new > ctx:
-            raise APIError(400, f"prompt ({n} tokens) + max_tokens ({max_new}) exceeds the model's context "
-                                f"length of {ctx}", param="messages", code="context_length_exceeded")
+        if count is not None:
+            try:
+                check_fits(n, max_new, ctx)  # the same check as the browser chat and arena
+            except ContextLengthError as e:
+                raise APIError(400, e.reason, param="messages", code="context_length_exceeded") from None
         return n
 
     def admit(costs: list[int]) -> None:

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from polyinstruct.errors import ConfigError, PolyinstructError
-from polyinstruct.models.resolve import MERGEABLE_PEFT_TYPES, resolve_model_path
+from polyinstruct.models.resolve import MERGEABLE_PEFT_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,12 @@ def merge_adapter(adapter_dir_or_run_dir: str | os.PathLike, out_dir: str | os.P
         raise ConfigError(f"a {kind or 'unknown'} adapter cannot be merged into weights (only "
                           f"{', '.join(sorted(MERGEABLE_PEFT_TYPES))}); load it with peft instead",
                           file=str(adapter / "adapter_config.json"), field="peft_type")
-    base_path = resolve_model_path(base_model or acfg.get("base_model_name_or_path") or "")
+    from polyinstruct.models.preflight import preflight
+
+    # the shared checks (adapter and base folders, safetensors headers, memory from the config)
+    pf = (preflight(base_model, str(adapter), dtype=dtype, device="cpu") if base_model
+          else preflight(str(adapter), dtype=dtype, device="cpu"))
+    base_path = pf.base
     try:
         base = AutoModelForCausalLM.from_pretrained(base_path, dtype=getattr(torch, dtype))
     except (OSError, ValueError) as e:

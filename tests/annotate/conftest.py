@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import time
 from contextlib import ExitStack
@@ -68,6 +69,34 @@ class ScriptedBackend:
         for t in self.tokens:
             time.sleep(self.delay)
             yield t
+
+
+class NoSystemBackend(ScriptedBackend):
+    """Like Gemma-2's template: a system turn raises as soon as the prompt is rendered."""
+
+    def stream(self, conversation, params):
+        if any(m["role"] == "system" for m in conversation):
+            raise ValueError("System role not supported")
+        return super().stream(conversation, params)
+
+
+class CountingBackend(ScriptedBackend):
+    """Knows its context (one token per character) like the hf backend."""
+
+    context_length = 100
+
+    def encode_messages(self, messages):
+        return list("".join(m["content"] for m in messages))
+
+
+class RandomBackend(ScriptedBackend):
+    """A fresh random reply on every call: a re-roll is visible."""
+
+    def stream(self, conversation, params):
+        rng = random.Random()
+        for _ in range(8):
+            time.sleep(self.delay)
+            yield f" w{rng.randrange(10**6)}"
 
 
 @pytest.fixture

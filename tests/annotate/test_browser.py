@@ -197,3 +197,75 @@ def test_arena_blind_vote_goes_into_the_store(store, browser, shots, endpoints):
     r = rows[0]
     assert (r["model"] if r["preference"] == "win" else r["baseline"]) == winner and r["strength"] == 2
     assert store.export_rows("pairwise", source="import") == []  # arena votes stay apart from annotations
+
+
+def test_chat_after_a_template_error_still_answers(store, browser, shots):
+    from polyinstruct.annotate.engines import Engine
+    from tests.annotate.conftest import NoSystemBackend
+
+    engine = Engine("strict", NoSystemBackend(["Still", " answering", "."], delay=0.05))
+    with running(create_app(store, {"strict": engine})) as url:
+        ctx, page = login(browser, url, "alice")
+        page.goto(url + "/chat")
+        page.fill("#system", "Be brief.")  # this template refuses a system turn (as Gemma-2's does)
+        page.fill("#input", "Say hello")
+        page.keyboard.press("Enter")
+        page.wait_for_selector(".msg.assistant[data-done='1']")
+        assert "System role not supported" in page.inner_text(".msg.assistant.error")
+        page.screenshot(path=str(shots / "chat_template_error.png"))
+        page.fill("#system", "")
+        page.fill("#input", "Say hello")
+        page.keyboard.press("Enter")  # before the fix the model stayed locked and this never answered
+        page.wait_for_selector(".msg.assistant:nth-child(4)[data-done='1']")
+        assert page.inner_text(".msg.assistant:nth-child(4)") == "Still answering."
+        ctx.close()
+
+
+def test_logout_then_the_old_cookie_is_refused(store, browser):
+    with running(create_app(store)) as url:
+        ctx, page = login(browser, url, "alice")
+        cookies = ctx.cookies()
+        assert any(c["name"] == "polyinstruct_session" for c in cookies)
+        with page.expect_navigation():
+            page.click("form.logout button[type=submit]")
+        assert page.url.endswith("/login")
+        # Someone who copied the cookie before the logout: it no longer opens anything.
+        thief = browser.new_context()
+        thief.add_cookies(cookies)
+        p = thief.new_page()
+        p.goto(url + "/annotate")
+        assert p.url.endswith("/login")
+        p.goto(url + "/admin")
+        assert p.url.endswith("/login")
+        thief.close()
+        ctx.close()
+
+
+def test_arena_vote_after_a_disconnect_shows_the_same_answer(store, browser, shots):
+    from polyinstruct.annotate.engines import Engine
+    from tests.annotate.conftest import RandomBackend
+
+    # Each call of these models says something new: a re-rolled side would show different words.
+    engines = {n: Engine(n, RandomBackend([], delay=0.15)) for n in ("m1", "m2")}
+    with running(create_app(store, engines)) as url:
+        ctx, page = login(browser, url, "bob")
+        page.goto(url + "/arena")
+        page.fill("#input", "Say something")
+        page.click("#send")
+        page.wait_for_selector("#arena-a:not(:empty)")
+        partial = page.inner_text("#arena-a")
+        page.reload()  # the connection goes mid-answer; the page resumes the round
+        page.wait_for_selector("#vote:not([hidden])")
+        a, b = page.inner_text("#arena-a"), page.inner_text("#arena-b")
+        assert a.startswith(partial) and len(a.split()) == 8 and len(b.split()) == 8
+        page.screenshot(path=str(shots / "arena_resumed.png"), full_page=True)
+        page.keyboard.press("5")  # B is clearly better
+        page.wait_for_selector("#arena-status:has-text('Vote recorded')")
+        ctx.close()
+    row = store.query("SELECT id, output_x, output_y, swapped FROM items WHERE source='arena'")
+    assert len(row) == 1
+    shown_a, shown_b = (row[0]["output_y"], row[0]["output_x"]) if row[0]["swapped"] else (
+        row[0]["output_x"], row[0]["output_y"])
+    assert (shown_a.strip(), shown_b.strip()) == (a.strip(), b.strip())  # the vote is about what was shown
+    votes = store.export_rows("pairwise", source="arena")
+    assert len(votes) == 1 and votes[0]["strength"] == 2

@@ -115,8 +115,27 @@
 
   if (page === "arena" && $("arena-form")) {
     const input = $("input"), send = $("send"), vote = $("vote"), status = $("arena-status");
+    const KEY = "polyinstruct-arena-round";
     let round = null;
     enterSubmits(input, $("arena-form"));
+    // Stream both sides of a round. Asking a side again (after a reload or a lost connection)
+    // gets the same answer from the server, never a new one.
+    const play = async () => {
+      send.disabled = true; vote.hidden = true;
+      let ok = true;
+      const side = (s) => {
+        const el = $("arena-" + s);
+        el.textContent = "";
+        let text = "";
+        return stream(`/api/arena/${round}/${s}`, {}, (ev) => {
+          if (ev.text) { text += ev.text; el.textContent = text; }
+          if (ev.error) { ok = false; el.textContent = text + "\n[" + ev.error + "]"; }
+        });
+      };
+      await Promise.all([side("a"), side("b")]).catch((err) => { ok = false; status.textContent = String(err); });
+      send.disabled = false;
+      if (ok) { vote.hidden = false; status.textContent = "Both answers are in: vote below (keys 1-5)."; }
+    };
     $("arena-form").addEventListener("submit", async (e) => {
       e.preventDefault();
       if (!input.value.trim()) return;
@@ -125,27 +144,23 @@
       try { round = (await postJSON("/api/arena", body)).round; } catch (err) {
         status.textContent = String(err); send.disabled = false; return;
       }
-      let ok = true;
-      const side = (s) => {
-        const el = $("arena-" + s);
-        el.textContent = "";
-        let text = "";
-        return stream(`/api/arena/${round}/${s}`, { settings: settings() }, (ev) => {
-          if (ev.text) { text += ev.text; el.textContent = text; }
-          if (ev.error) { ok = false; el.textContent = text + "\n[" + ev.error + "]"; }
-        });
-      };
-      await Promise.all([side("a"), side("b")]).catch((err) => { ok = false; status.textContent = String(err); });
-      send.disabled = false;
-      if (ok) { vote.hidden = false; status.textContent = "Both answers are in: vote below (keys 1-5)."; }
+      sessionStorage.setItem(KEY, JSON.stringify({ round: round, prompt: input.value }));
+      await play();
     });
+    const saved = JSON.parse(sessionStorage.getItem(KEY) || "null");
+    if (saved && saved.round) {  // an unvoted round from before a reload: show the same answers again
+      round = saved.round;
+      input.value = saved.prompt || "";
+      status.textContent = "Resuming the round you had started.";
+      play();
+    }
     const cast = async (preference) => {
       if (vote.hidden || round === null) return;
       try {
         await postJSON(`/api/arena/${round}/vote`, { preference: Number(preference),
           accept_a: $("accept_a").checked ? 1 : 0, accept_b: $("accept_b").checked ? 1 : 0 });
         status.textContent = "Vote recorded. Ask another prompt for a new round.";
-        vote.hidden = true; round = null;
+        vote.hidden = true; round = null; sessionStorage.removeItem(KEY);
       } catch (err) { status.textContent = "Vote not recorded: " + err; }
     };
     vote.querySelectorAll(".vote-btn").forEach((b) => b.addEventListener("click", () => cast(b.dataset.preference)));
