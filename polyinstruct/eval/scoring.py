@@ -6,7 +6,8 @@
   ".", or the whole output when the phrase is absent.
 - ``exact_match``: string equality ignoring case and punctuation (Tulu's settings for both).
 - ``squad_f1`` / ``squad_em``: SQuAD's token F1 after SQuAD's normalisation (lower case,
-  punctuation and English articles removed); as MLQA's official script does, CJK text is
+  punctuation and articles removed: English, and Spanish, German, Vietnamese and Arabic as
+  MLQA's official script does); as MLQA's official script does, CJK text is
   split into single characters (a Chinese answer has no spaces to split on).
 - ``benchmark_scores`` / ``suite_average``: a benchmark's score is the mean over its
   settings, the suite's the equal-weight mean over benchmarks (Tulu's averaging).
@@ -72,13 +73,23 @@ def _is_cjk(ch: str) -> bool:
             or 0xF900 <= cp <= 0xFAFF or 0x2F800 <= cp <= 0x2FA1F or 0x3040 <= cp <= 0x30FF)
 
 
+# Articles removed per language, as MLQA's official script (mlqa_evaluation_v1.py, and lm-eval's
+# mlqa/utils.py) does; other languages keep every word.
+ARTICLES = {
+    "en": re.compile(r"\b(a|an|the)\b"),
+    "es": re.compile(r"\b(un|una|unos|unas|el|la|los|las)\b"),
+    "de": re.compile(r"\b(ein|eine|einen|einem|eines|einer|der|die|das|den|dem|des)\b"),
+    "vi": re.compile(r"\b(của|là|cái|chiếc|những)\b"),
+    "ar": re.compile(r"(?:^|\s)ال"),
+}
+
+
 def normalize_answer(s: str, lang: str = "en") -> str:
-    """SQuAD normalisation: lower case, no punctuation, no articles (English), single spaces."""
+    """SQuAD normalisation: lower case, no punctuation, no articles (``ARTICLES``: en, es, de, vi,
+    ar, as MLQA's official script), single spaces."""
     s = "".join(ch for ch in s.lower() if ch not in _PUNCT)
-    if lang == "en":
-        s = re.sub(r"\b(a|an|the)\b", " ", s)
-    elif lang == "ar":
-        s = re.sub(r"(?:^|\s)ال", " ", s)
+    if lang in ARTICLES:
+        s = ARTICLES[lang].sub(" ", s)
     return " ".join(s.split())
 
 
