@@ -8,7 +8,9 @@
   ``language_policy`` and undetermined rows are counted apart.
 - ``summarize``: totals per model x language before/after the penalty (0..3N for
   the 1-3 scale) and language robustness = mean over seen languages of
-  (total before - total after).
+  (total before - total after). Unparsed or failed judge replies leave a cell's totals
+  over fewer items, so each cell also has the mean per scored item, the total scaled to
+  all n items (mean x n) and ``unparsed_rate`` (share of items without a score).
 - ``pairwise_summary``: win rates with ties counted half, position bias and the
   fraction of inconsistent verdicts when both orders were asked.
 - ``language_consistency``: the LID-only score (no judge needed).
@@ -122,6 +124,11 @@ def summarize(judgments: Iterable[dict[str, Any]], seen_languages: Iterable[str]
         c["max_total"] = (c.pop("scale_high") or 0) * c["n"]
         c["mean_before"] = round(c["total_before"] / c["n_scored"], 4) if c["n_scored"] else None
         c["mean_after"] = round(c["total_after"] / c["n_scored"], 4) if c["n_scored"] else None
+        # A cell whose replies did not all parse has its totals over fewer items: the mean per
+        # item, and the total scaled to all n items, compare fairly across parse rates.
+        c["total_before_scaled"] = round(c["total_before"] / c["n_scored"] * c["n"], 4) if c["n_scored"] else None
+        c["total_after_scaled"] = round(c["total_after"] / c["n_scored"] * c["n"], 4) if c["n_scored"] else None
+        c["unparsed_rate"] = round((c["n"] - c["n_scored"]) / c["n"], 4) if c["n"] else None
         c["drop"] = c["total_before"] - c["total_after"]
         models[model]["languages"][lang] = c
     seen = [normalize_code(x) for x in seen_languages] if seen_languages is not None else None
@@ -200,22 +207,27 @@ def markdown_table(summary: dict[str, Any]) -> str:
 
     ``scored / n`` says how many items the totals cover (failed and unparsed calls are
     not scored) and ``max`` is the most those scored items could reach; a cell with
-    nothing scored shows "–", never a total of 0.
+    nothing scored shows "–", never a total of 0. Beside the raw totals: the mean per scored
+    item, the total after the penalty scaled to all n items (mean x n, out of the full
+    scale's max) and the share of items without a score.
     """
     policies = sorted({str(c["language_policy"]) for m in summary["models"].values()
                        for c in m["languages"].values() if c.get("language_policy")})
     head = ([f"Language penalty: {', '.join(policies)} (strict: an undetermined language counts as wrong; "
              "lenient: it keeps its score).", ""] if policies else [])
-    lines = ["| model | language | scored / n | total before | total after | max | wrong lang | und | unparsed |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| model | language | scored / n | total before | total after | max | mean before | mean after "
+             "| total after scaled to n | no score | wrong lang | und | unparsed |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     lines = head + lines
     for model, m in summary["models"].items():
         for lang, c in m["languages"].items():
             if c["n_scored"]:
                 top = c["max_total"] / c["n"] * c["n_scored"]  # the most the scored items could reach
-                totals = f"{c['total_before']:g} | {c['total_after']:g} | {top:g}"
+                totals = (f"{c['total_before']:g} | {c['total_after']:g} | {top:g} | {c['mean_before']:.2f} | "
+                          f"{c['mean_after']:.2f} | {round(c['total_after_scaled'], 2):g} / {c['max_total']:g}")
             else:
-                totals = "– | – | –"
+                totals = "– | – | – | – | – | –"
+            totals += f" | {100 * (c['n'] - c['n_scored']) / c['n']:.0f}%"
             lines.append(f"| {model} | {lang} | {c['n_scored']} / {c['n']} | {totals} | "
                          f"{c['n_wrong_language']} | {c['n_undetermined']} | {c['n_unparsed']} |")
     lines += ["", "| model | language robustness (mean drop before -> after penalty) | over languages |",

@@ -80,7 +80,7 @@ def test_language_penalty_zeroes_exactly_wrong_language_answers(tmp_path):
     assert summary["scores"]["models"]["m1"]["robustness"] == 1.75  # (4 + 1 + 1 + 1) / 4
     assert summary["language_policy"] == "strict" and cells["en"]["language_policy"] == "strict"
     assert summary["scores"]["seen_languages"] == ["en", "fr", "ru", "zh"]
-    assert "| m1 | fr | 3 / 3 | 6 | 5 | 9 | 1 | 0 | 0 |" in (tmp_path / "out" / "summary.md").read_text()
+    assert "| m1 | fr | 3 / 3 | 6 | 5 | 9 | 2.00 | 1.67 | 5 / 9 | 0% | 1 | 0 | 0 |" in (tmp_path / "out" / "summary.md").read_text()
     assert summary["usage"]["requests"] == len(preds)
     # lenient: the undetermined answer keeps its score (all judgments come from the cache)
     with ScriptedServer(verdict) as srv:
