@@ -1,10 +1,11 @@
 """From judgments to the numbers a paper reports (seed 1 section "Evaluation").
 
 - ``apply_language_penalty``: final = judge score x [lang(answer) == lang(question)],
-  study 1's rule (docs/judging.md). ``language_policy="strict"`` (default): an answer
-  whose language is undetermined (``und``: too short, code only, low confidence) is not
-  in the question's language, so its score becomes 0, like a definite mismatch.
-  ``"lenient"``: an undetermined answer keeps its score. Either way the row records
+  study 1's rule (docs/judging.md). ``language_policy="strict"`` (default): as study 1,
+  the identifier's top label decides for every answer with a letter; an answer without
+  letters (code, numbers, emoji) is undetermined and scores 0, like a definite mismatch.
+  ``"lenient"``: the identifier's own policy (short or unsure answers are ``und``), and an
+  undetermined answer keeps its score. Either way the row records
   ``language_policy`` and undetermined rows are counted apart.
 - ``summarize``: totals per model x language before/after the penalty (0..3N for
   the 1-3 scale) and language robustness = mean over seen languages of
@@ -59,21 +60,32 @@ def penalized(score: float | None, match: bool | None, policy: str = "strict") -
     return 0.0
 
 
+def study1_identifier(identifier: Any) -> Any:
+    """``identifier`` under study 1's rule: OpenLID's top label always names a language, so any
+    answer with a letter gets the top label, however short or unsure ("Det er Oslo." -> no);
+    only one without letters (code, numbers, emoji) is ``und``. An identifier without
+    ``with_policy`` (a test double) is used as it is."""
+    return identifier.with_policy(top_label=True) if hasattr(identifier, "with_policy") else identifier
+
+
 def apply_language_penalty(rows: list[dict[str, Any]], answers: list[str], identifier: Any, *,
                            language_policy: str = "strict",
                            lenient_close_pairs: bool = False) -> list[dict[str, Any]]:
     """Add ``lid_language``, ``lid_confidence``, ``language_match``, ``language_policy`` and
     ``final_score`` to each row.
 
-    ``language_policy``: ``strict`` (study 1, default) zeroes undetermined answers too;
-    ``lenient`` zeroes only a definite mismatch.
+    ``language_policy``: ``strict`` (study 1, default) identifies as study 1 did, by the top
+    label (``study1_identifier``: ``und`` only for answers without letters, which score 0);
+    ``lenient`` uses the identifier's own policy (short or unsure answers ``und``) and
+    zeroes only a definite mismatch.
     ``lenient_close_pairs``: a mismatch between two languages of ``CLOSE_PAIRS`` (e.g.
     Norwegian expected, Danish detected) counts as undetermined instead of wrong, for
     identifiers that cannot separate them reliably on short text (under the strict
     policy such an answer is still zeroed, as undetermined).
     """
     check_language_policy(language_policy)
-    ids = identifier.identify(answers)
+    ident = study1_identifier(identifier) if language_policy == "strict" else identifier
+    ids = ident.identify(answers)
     for row, (code, conf) in zip(rows, ids):
         match = same_language(code, row.get("language"))
         if match is False and lenient_close_pairs and \
