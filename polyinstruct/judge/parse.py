@@ -1,8 +1,8 @@
 """Verdict parsing: read a score or preference from a judge reply, or return None.
 
 Never guesses: a reply with no verdict, or with conflicting verdicts, or with a
-score outside the scale (or between its points, on a scale of whole points), parses to None so the runner can re-ask and finally
-record it as unparsed.
+score outside the scale (or between its points, on a scale of whole points), parses to
+None so the runner can re-ask and finally record it as unparsed.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ words/letters and switch only when the evidence clearly points the other way.
 Alphabets settle more: Russian, Ukrainian and Belarusian each lack letters the others use (ы э ё
 ъ; і ї є ґ; ў), and Swedish writes ä ö where Danish and Norwegian write æ ø, so a label the
 text's letters rule out is replaced inside its group (``alphabet_fix``; every identifier, the
-fastText+lingua ensemble included, applies it). Two script facts are used the same way: lid.176 labels some Mandarin as Wu
-(``wuu``) or Japanese, but Japanese text practically always contains kana; and
+fastText+lingua ensemble included, applies it). Two script facts are used the same way: lid.176
+labels some Mandarin as Wu (``wuu``) or Japanese, but Japanese text practically always contains kana; and
 text labelled Macedonian that uses letters Macedonian lacks (й щ ъ ь ю я ы э ё)
 is Bulgarian or Russian. No candidate set is restricted: text outside the clusters is never touched, and
 Danish/Russian text keeps its label (tests check both directions).
