@@ -74,6 +74,25 @@ def subtask_scores(task: EvalTask, results: dict[str, Any]) -> dict[str, dict[st
         n = results.get("n-samples", {}).get(sub, {}).get("effective")
         out[sub] = {"score": _num(res[key]), "stderr": _num(res.get(f"{task.metric}_stderr,{task.metric_filter}")),
                     "n": n}
+        also = {m: {"score": _num(res.get(f"{m},{task.metric_filter}")),
+                    "stderr": _num(res.get(f"{m}_stderr,{task.metric_filter}"))} for m in task.also}
+        if also:
+            out[sub]["also"] = also
+    return out
+
+
+def combine_also(task: EvalTask, subs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The metrics reported beside the score (``task.also``), combined over subtasks as the score is
+    (x100): {metric: {score, stderr}}; a metric some subtask lacks is left out."""
+    out = {}
+    for m in task.also:
+        rows = {k: {"score": v["also"][m]["score"], "stderr": v["also"][m]["stderr"], "n": v.get("n")}
+                for k, v in subs.items() if v.get("score") is not None and m in (v.get("also") or {})}
+        if not rows or len(rows) != sum(v.get("score") is not None for v in subs.values()) or \
+                any(r["score"] is None for r in rows.values()):
+            continue
+        score, se, _ = combine(task, rows)
+        out[m] = {"score": None if score is None else 100 * score, "stderr": None if se is None else 100 * se}
     return out
 
 
@@ -155,10 +174,13 @@ def run_task(task: EvalTask, configs: list[dict[str, Any]], loaded: LoadedModel,
     score, se, n = combine(task, subs)
     row = {"task": task.name, "benchmark": task.benchmark, "setting": task.setting,
            "metric": task.metric, "score": None if score is None else 100 * score,
-           "stderr": None if se is None else 100 * se, "n": n,
+           "stderr": None if se is None else 100 * se, "n": n, "also": combine_also(task, subs),
            "higher_is_better": task.higher_is_better, "in_average": task.in_average,
            "subtasks": {k: {**v, "score": None if v["score"] is None else 100 * v["score"],
-                            "stderr": None if v.get("stderr") is None else 100 * v["stderr"]}
+                            "stderr": None if v.get("stderr") is None else 100 * v["stderr"],
+                            **({"also": {m: {"score": None if a["score"] is None else 100 * a["score"],
+                                             "stderr": None if a["stderr"] is None else 100 * a["stderr"]}
+                                         for m, a in v["also"].items()}} if v.get("also") else {})}
                         for k, v in subs.items()},
            "fingerprint": fp, "wall_s": round(wall, 3), "chat": loaded.chat, "template": loaded.template}
     write_json(done, row)
@@ -235,10 +257,15 @@ def render_summary(summary: dict[str, Any]) -> str:
     for r in summary["tasks"]:
         lines.append(f"| {r['task']} | {r['benchmark']} | {r['setting']} | {r['metric']} | {_fmt(r['score'])} | "
                      f"{_fmt(r['stderr'])} | {r['n']} |")
+        for m, a in (r.get("also") or {}).items():  # beside the study's metric (docs/evaluation.md)
+            lines.append(f"| {r['task']} | {r['benchmark']} | {r['setting']} | {m} | {_fmt(a['score'])} | "
+                         f"{_fmt(a['stderr'])} | {r['n']} |")
     lines += ["", "| benchmark | score | stderr | in average |", "|---|---|---|---|"]
     for b, v in sorted(summary["benchmarks"].items()):
         arrow = "" if v["higher_is_better"] else " (lower is better)"
         lines.append(f"| {b}{arrow} | {_fmt(v['score'])} | {_fmt(v['stderr'])} | {'yes' if v['in_average'] else 'no'} |")
+        for m, a in (v.get("also") or {}).items():
+            lines.append(f"| {b} ({m}) | {_fmt(a['score'])} | {_fmt(a['stderr'])} | no |")
     avg = summary.get("average")
     if avg:
         lines += ["", f"Average (equal weight over {', '.join(avg['benchmarks'])}): {_fmt(avg['score'])} "

@@ -40,6 +40,7 @@ class EvalTask:
     build: Callable[["BuildContext"], list[dict[str, Any]]]
     metric: str = "acc"
     metric_filter: str = "none"
+    also: tuple[str, ...] = ()          # metrics reported beside ``metric`` (e.g. exact_match_strict)
     aggregate: str = "macro"            # "micro" (item-weighted) or "macro" (equal weight per subtask)
     sources: tuple[str, ...] = ()       # DataSource names (docs/evaluation.md lists their layouts)
     higher_is_better: bool = True

@@ -145,5 +145,8 @@ def _judge_row(summary: dict[str, Any], lang: str) -> dict[str, Any] | None:
         if c:
             return {"judge_total": c["total_before"], "judge_total_penalized": c["total_after"],
                     "judge_max": c["max_total"], "judge_language_policy": c.get("language_policy"),
+                    "judge_mean": c.get("mean_before"), "judge_mean_penalized": c.get("mean_after"),
+                    "judge_total_penalized_scaled": c.get("total_after_scaled"),
+                    "judge_unparsed_fraction": c.get("unparsed_rate"),
                     "judge_n_undetermined": c.get("n_undetermined"), "judge_n_wrong_language": c.get("n_wrong_language")}
     return None

@@ -15,7 +15,8 @@ Protocol, as AlpacaEval defines it (see docs/studies.md, study 3):
   the package's standard error, win/loss/draw counts and discrete win rate;
   polyinstruct adds its 95% bootstrap interval (polyinstruct.stats).
 - Length-controlled win rate (AlpacaEval 2): a logistic GLM of the preference on
-  tanh(standardised length difference) plus an intercept, fitted like the package
+  tanh(standardised length difference) plus an intercept (the difference standardised
+  over every row, unparsed verdicts included, as the package does), fitted like the package
   (L1, liblinear, no intercept term beyond the constant column, cross-validated C
   with GroupKFold(5) on the continuous-label log loss), then predicted at zero
   length difference. This is the package's ``length_controlled_minimal`` GLM:
@@ -263,7 +264,9 @@ def length_controlled_win_rate(preferences: list[float | None], len_reference: l
         return {"length_controlled_winrate": None, "reason": f"needs at least {n_splits} parsed verdicts"}
     y = np.array([p - 1 for p, _, _ in rows], dtype=float)
     delta = np.array([a - b for _, a, b in rows], dtype=float)  # len(output_1) - len(output_2)
-    sd = delta.std(ddof=1)
+    # The package standardises the length difference over every annotated row, unparsed verdicts
+    # included (_get_featurized_data), and only then drops the rows without a preference.
+    sd = np.array([a - b for a, b in zip(len_reference, len_candidate)], dtype=float).std(ddof=1)
     if not sd > 0:
         return {"length_controlled_winrate": None, "reason": "all length differences are equal"}
     X = np.column_stack([np.tanh(delta / sd), np.ones(len(rows))])

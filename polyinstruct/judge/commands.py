@@ -35,10 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     j.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a judge config field (repeatable), e.g. --set mode=pairwise")
     j.add_argument("--lid", default="auto", help="identifier for the language penalty, or 'none'")
-    j.add_argument("--language-policy", default="strict", choices=["strict", "lenient"],
-                   help="strict (study 1, default): an undetermined language scores 0; lenient: it keeps its score")
-    j.add_argument("--lenient-close-pairs", action="store_true",
-                   help="no/da, bg/ru and similar mismatches count as undetermined, not wrong language")
+    j.add_argument("--language-policy", default=None, choices=["strict", "lenient"],
+                   help="strict (study 1, default): an undetermined language scores 0; lenient: it keeps its score "
+                        "(default: the judge config's language_policy)")
+    j.add_argument("--lenient-close-pairs", action="store_true", default=None,
+                   help="no/da, bg/ru and similar mismatches count as undetermined, not wrong language "
+                        "(default: the judge config's lenient_close_pairs)")
     j.add_argument("--seen-languages", help="comma-separated languages for the robustness average")
     j.add_argument("--no-progress", action="store_true")
     j.set_defaults(func=_judge)

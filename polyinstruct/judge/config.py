@@ -44,6 +44,9 @@ class JudgeConfig(BaseModel):
     cache_dir: str | None = None
     seed: int = 0
     both_orders: bool = False
+    # the language penalty (judge/scores.py): recorded with the judgments and the experiment's scoring
+    language_policy: Literal["strict", "lenient"] = "strict"
+    lenient_close_pairs: bool = False
 
     def template_name(self) -> str:
         return self.template or ("pairwise" if self.mode == "pairwise" else "single-1to3")

@@ -50,7 +50,7 @@ class SingleJudge(_JudgeBase):
     def score(self, items: list[dict[str, Any]], on_done: OnDone | None = None) -> list[dict[str, Any]]:
         assert self.template.kind == "single" and self.template.scale
         scale = self.template.scale
-        parse = lambda text: parse_score(text, scale)  # noqa: E731
+        parse = lambda text: parse_score(text, scale, integer=self.template.integer)  # noqa: E731
         reqs = []
         for it in items:
             variant = self.template.variant_for(it.get("language"), self.prompt_language)
@@ -60,8 +60,11 @@ class SingleJudge(_JudgeBase):
         rows = []
         for it, (variant, req) in zip(items, reqs):
             rec = answers[req.key]
+            value = rec["value"]
+            if value is not None and parse(rec["raw"] or "") is None:
+                value = None  # cached under an older, looser rule (e.g. [[2.5]] on the 1-3 scale)
             row = self._base_row(it, variant)
-            row.update(scale=list(scale), score=rec["value"], parsed=rec["parsed"], raw=rec["raw"],
+            row.update(scale=list(scale), score=value, parsed=value is not None, raw=rec["raw"],
                        attempts=rec["attempts"], cached=rec["cached"], error=rec["error"], cache_key=req.key)
             rows.append(row)
         return rows

@@ -1,8 +1,8 @@
 """Verdict parsing: read a score or preference from a judge reply, or return None.
 
 Never guesses: a reply with no verdict, or with conflicting verdicts, or with a
-score outside the scale, parses to None so the runner can re-ask and finally
-record it as unparsed.
+score outside the scale (or between its points, on a scale of whole points), parses to
+None so the runner can re-ask and finally record it as unparsed.
 """
 
 from __future__ import annotations
@@ -17,8 +17,11 @@ _LABELLED = re.compile(r"(?:rating|score|note|评分|оценка)\s*[:：=]\s*\
 _PAIR = re.compile(r"\[\[\s*(A|B|C|tie)\s*\]\]", re.IGNORECASE)
 
 
-def parse_score(reply: str, scale: tuple[float, float]) -> float | None:
-    """The single score in ``reply`` within ``scale`` (inclusive), else None."""
+def parse_score(reply: str, scale: tuple[float, float], integer: bool = False) -> float | None:
+    """The single score in ``reply`` within ``scale`` (inclusive), else None.
+
+    ``integer``: the scale has whole points only (seed 1's 1-3): ``[[2.5]]`` is no verdict.
+    """
     lo, hi = scale
     for pattern in (_DOUBLE, _SINGLE, _LABELLED):
         values = {float(v) for v in pattern.findall(reply or "")}
@@ -27,6 +30,8 @@ def parse_score(reply: str, scale: tuple[float, float]) -> float | None:
         if len(values) > 1:
             return None  # conflicting verdicts: do not pick one
         v = values.pop()
+        if integer and not v.is_integer():
+            return None
         return v if lo <= v <= hi else None
     return None
 

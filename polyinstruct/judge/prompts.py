@@ -32,6 +32,7 @@ class JudgeTemplate:
     kind: str
     variants: dict[str, dict[str, str]]
     scale: tuple[float, float] | None = None
+    integer: bool = False  # whole points only (YAML ``integer: true``): a fractional score is unparsed
     source: str = ""
 
     def variant_for(self, language: str | None, prompt_language: str = "en") -> str:
@@ -91,10 +92,13 @@ def load_template(name_or_path: str) -> JudgeTemplate:
             if ph not in v["user"]:
                 raise ConfigError(f"user text lacks the {ph} placeholder", file=src, field=f"variants.{lang}.user")
     scale = tuple(float(x) for x in data["scale"]) if data.get("scale") else None
+    if not isinstance(data.get("integer", False), bool):
+        raise ConfigError("integer must be true or false", file=src, field="integer")
     if data["kind"] == "single" and (not scale or len(scale) != 2 or scale[0] >= scale[1]):
         raise ConfigError("single-answer templates need scale: [low, high]", file=src, field="scale")
     return JudgeTemplate(name=str(data["name"]), version=int(data["version"]), kind=data["kind"],
-                         variants={str(k): dict(v) for k, v in variants.items()}, scale=scale, source=src)
+                         variants={str(k): dict(v) for k, v in variants.items()}, scale=scale,
+                         integer=bool(data.get("integer", False)), source=src)
 
 
 def question_text(messages: list[dict[str, str]]) -> str:

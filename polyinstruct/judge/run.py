@@ -63,7 +63,7 @@ def read_predictions(path: str | Path, *, need_reference: bool = False) -> list[
 def judge_predictions(predictions_path: str | Path, out_dir: str | Path, *, judge: dict | str | JudgeConfig,
                       lid: str | LanguageIdentifier | None = "auto", progress: bool = False,
                       seen_languages: Iterable[str] | None = None, backend: Any = None,
-                      lenient_close_pairs: bool = False, language_policy: str = "strict") -> dict[str, Any]:
+                      lenient_close_pairs: bool | None = None, language_policy: str | None = None) -> dict[str, Any]:
     """Judge every prediction and write judgments/summary; returns the summary dict.
 
     ``judge``: JudgeConfig fields as a dict, a YAML path, or a model name.
@@ -71,10 +71,12 @@ def judge_predictions(predictions_path: str | Path, out_dir: str | Path, *, judg
     ``seen_languages``: languages for the robustness average (default: seed 1's six
     seen languages that occur, else all). ``backend``: an already-built backend.
     ``lenient_close_pairs``, ``language_policy`` (``strict``: study 1, an undetermined language
-    scores 0; ``lenient``: it keeps its score): see ``scores.apply_language_penalty``.
+    scores 0; ``lenient``: it keeps its score): see ``scores.apply_language_penalty``; None
+    takes the judge config's fields of the same names (default strict, no close pairs).
     """
-    check_language_policy(language_policy)
     cfg = resolve_judge_config(judge)
+    language_policy = check_language_policy(cfg.language_policy if language_policy is None else language_policy)
+    lenient_close_pairs = cfg.lenient_close_pairs if lenient_close_pairs is None else bool(lenient_close_pairs)
     template = load_template(cfg.template_name())
     if template.kind != cfg.mode:
         from polyinstruct.errors import ConfigError

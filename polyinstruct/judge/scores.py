@@ -1,14 +1,17 @@
 """From judgments to the numbers a paper reports (seed 1 section "Evaluation").
 
 - ``apply_language_penalty``: final = judge score x [lang(answer) == lang(question)],
-  study 1's rule (docs/judging.md). ``language_policy="strict"`` (default): an answer
-  whose language is undetermined (``und``: too short, code only, low confidence) is not
-  in the question's language, so its score becomes 0, like a definite mismatch.
-  ``"lenient"``: an undetermined answer keeps its score. Either way the row records
+  study 1's rule (docs/judging.md). ``language_policy="strict"`` (default): as study 1,
+  the identifier's top label decides for every answer with a letter; an answer without
+  letters (code, numbers, emoji) is undetermined and scores 0, like a definite mismatch.
+  ``"lenient"``: the identifier's own policy (short or unsure answers are ``und``), and an
+  undetermined answer keeps its score. Either way the row records
   ``language_policy`` and undetermined rows are counted apart.
 - ``summarize``: totals per model x language before/after the penalty (0..3N for
   the 1-3 scale) and language robustness = mean over seen languages of
-  (total before - total after).
+  (total before - total after). Unparsed or failed judge replies leave a cell's totals
+  over fewer items, so each cell also has the mean per scored item, the total scaled to
+  all n items (mean x n) and ``unparsed_rate`` (share of items without a score).
 - ``pairwise_summary``: win rates with ties counted half, position bias and the
   fraction of inconsistent verdicts when both orders were asked.
 - ``language_consistency``: the LID-only score (no judge needed).
@@ -57,21 +60,32 @@ def penalized(score: float | None, match: bool | None, policy: str = "strict") -
     return 0.0
 
 
+def study1_identifier(identifier: Any) -> Any:
+    """``identifier`` under study 1's rule: OpenLID's top label always names a language, so any
+    answer with a letter gets the top label, however short or unsure ("Det er Oslo." -> no);
+    only one without letters (code, numbers, emoji) is ``und``. An identifier without
+    ``with_policy`` (a test double) is used as it is."""
+    return identifier.with_policy(top_label=True) if hasattr(identifier, "with_policy") else identifier
+
+
 def apply_language_penalty(rows: list[dict[str, Any]], answers: list[str], identifier: Any, *,
                            language_policy: str = "strict",
                            lenient_close_pairs: bool = False) -> list[dict[str, Any]]:
     """Add ``lid_language``, ``lid_confidence``, ``language_match``, ``language_policy`` and
     ``final_score`` to each row.
 
-    ``language_policy``: ``strict`` (study 1, default) zeroes undetermined answers too;
-    ``lenient`` zeroes only a definite mismatch.
+    ``language_policy``: ``strict`` (study 1, default) identifies as study 1 did, by the top
+    label (``study1_identifier``: ``und`` only for answers without letters, which score 0);
+    ``lenient`` uses the identifier's own policy (short or unsure answers ``und``) and
+    zeroes only a definite mismatch.
     ``lenient_close_pairs``: a mismatch between two languages of ``CLOSE_PAIRS`` (e.g.
     Norwegian expected, Danish detected) counts as undetermined instead of wrong, for
     identifiers that cannot separate them reliably on short text (under the strict
     policy such an answer is still zeroed, as undetermined).
     """
     check_language_policy(language_policy)
-    ids = identifier.identify(answers)
+    ident = study1_identifier(identifier) if language_policy == "strict" else identifier
+    ids = ident.identify(answers)
     for row, (code, conf) in zip(rows, ids):
         match = same_language(code, row.get("language"))
         if match is False and lenient_close_pairs and \
@@ -122,6 +136,11 @@ def summarize(judgments: Iterable[dict[str, Any]], seen_languages: Iterable[str]
         c["max_total"] = (c.pop("scale_high") or 0) * c["n"]
         c["mean_before"] = round(c["total_before"] / c["n_scored"], 4) if c["n_scored"] else None
         c["mean_after"] = round(c["total_after"] / c["n_scored"], 4) if c["n_scored"] else None
+        # A cell whose replies did not all parse has its totals over fewer items: the mean per
+        # item, and the total scaled to all n items, compare fairly across parse rates.
+        c["total_before_scaled"] = round(c["total_before"] / c["n_scored"] * c["n"], 4) if c["n_scored"] else None
+        c["total_after_scaled"] = round(c["total_after"] / c["n_scored"] * c["n"], 4) if c["n_scored"] else None
+        c["unparsed_rate"] = round((c["n"] - c["n_scored"]) / c["n"], 4) if c["n"] else None
         c["drop"] = c["total_before"] - c["total_after"]
         models[model]["languages"][lang] = c
     seen = [normalize_code(x) for x in seen_languages] if seen_languages is not None else None
@@ -200,22 +219,27 @@ def markdown_table(summary: dict[str, Any]) -> str:
 
     ``scored / n`` says how many items the totals cover (failed and unparsed calls are
     not scored) and ``max`` is the most those scored items could reach; a cell with
-    nothing scored shows "–", never a total of 0.
+    nothing scored shows "–", never a total of 0. Beside the raw totals: the mean per scored
+    item, the total after the penalty scaled to all n items (mean x n, out of the full
+    scale's max) and the share of items without a score.
     """
     policies = sorted({str(c["language_policy"]) for m in summary["models"].values()
                        for c in m["languages"].values() if c.get("language_policy")})
     head = ([f"Language penalty: {', '.join(policies)} (strict: an undetermined language counts as wrong; "
              "lenient: it keeps its score).", ""] if policies else [])
-    lines = ["| model | language | scored / n | total before | total after | max | wrong lang | und | unparsed |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| model | language | scored / n | total before | total after | max | mean before | mean after "
+             "| total after scaled to n | no score | wrong lang | und | unparsed |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     lines = head + lines
     for model, m in summary["models"].items():
         for lang, c in m["languages"].items():
             if c["n_scored"]:
                 top = c["max_total"] / c["n"] * c["n_scored"]  # the most the scored items could reach
-                totals = f"{c['total_before']:g} | {c['total_after']:g} | {top:g}"
+                totals = (f"{c['total_before']:g} | {c['total_after']:g} | {top:g} | {c['mean_before']:.2f} | "
+                          f"{c['mean_after']:.2f} | {round(c['total_after_scaled'], 2):g} / {c['max_total']:g}")
             else:
-                totals = "– | – | –"
+                totals = "– | – | – | – | – | –"
+            totals += f" | {100 * (c['n'] - c['n_scored']) / c['n']:.0f}%"
             lines.append(f"| {model} | {lang} | {c['n_scored']} / {c['n']} | {totals} | "
                          f"{c['n_wrong_language']} | {c['n_undetermined']} | {c['n_unparsed']} |")
     lines += ["", "| model | language robustness (mean drop before -> after penalty) | over languages |",

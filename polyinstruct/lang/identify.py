@@ -23,14 +23,17 @@ docs/judging.md reports each one's accuracy on the held-out set
 
 Policy shared by all backends (``LIDPolicy``): fenced/inline code and URLs are
 removed first; text with fewer than ``min_letters`` letters left is ``und``
-(short or code-only answers are not judged for language; a CJK character counts
-as 3 letters); a top probability
-below ``threshold`` is ``und``; then the Norwegian/Danish and Bulgarian/Russian
-tie-breakers of ``refine`` apply unless ``refine=False``.
+(short or code-only answers are not judged for language; a letter counts with its
+combining marks, lang/letters.py; a CJK character counts as 3 letters); a top probability
+below ``threshold`` is ``und``; then the alphabet facts (ru/uk/be, no/da/sv) and the
+Norwegian/Danish and Bulgarian/Russian tie-breakers of ``refine`` apply unless ``refine=False``.
+``top_label=True`` (study 1's rule, the judge's strict language penalty) keeps ``und`` only
+for a text without letters and returns the top label otherwise, however short or unsure.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import os
@@ -42,6 +45,7 @@ from typing import Callable, Iterable
 from polyinstruct.errors import ConfigError, MissingDependencyError
 from polyinstruct.lang import refine as _refine
 from polyinstruct.lang.codes import UND, normalize_code, same_language
+from polyinstruct.lang.letters import has_letters, letters_and_marks
 from polyinstruct.registry import Registry
 
 __all__ = ["LIDPolicy", "LanguageIdentifier", "IDENTIFIERS", "CONFUSABLE_GROUPS", "default_openlid_path",
@@ -52,15 +56,15 @@ log = logging.getLogger(__name__)
 _FENCED = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
 _INLINE = re.compile(r"`[^`\n]*`")
 _URL = re.compile(r"https?://\S+|www\.\S+")
-_LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
 # One CJK character carries about as much as a short word: it counts as 3 letters.
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 CJK_WEIGHT = 3
 
 
 def letter_count(text: str) -> int:
-    """Letters for the ``min_letters`` policy, CJK characters weighted by ``CJK_WEIGHT``."""
-    return len(_LETTER.findall(text)) + (CJK_WEIGHT - 1) * len(_CJK.findall(text))
+    """Letters for the ``min_letters`` policy, each with its combining marks (lang/letters.py: a
+    Bengali vowel sign counts like a Latin vowel), CJK characters weighted by ``CJK_WEIGHT``."""
+    return letters_and_marks(text) + (CJK_WEIGHT - 1) * len(_CJK.findall(text))
 
 
 def strip_non_language(text: str) -> str:
@@ -79,6 +83,9 @@ class LIDPolicy:
     threshold: float = 0.5
     refine: bool = True
     strip_code: bool = True
+    # Study 1's rule (OpenLID's top label, which always names a language): any text with a letter
+    # gets the identifier's top label; only a text without letters (code, numbers, emoji) is und.
+    top_label: bool = False
 
 
 class LanguageIdentifier:
@@ -96,7 +103,7 @@ class LanguageIdentifier:
         """(normalized code, confidence) for one text, applying the policy."""
         p = self.policy
         clean = strip_non_language(text or "") if p.strip_code else " ".join((text or "").split())
-        if letter_count(clean) < p.min_letters:
+        if not has_letters(clean) or (not p.top_label and letter_count(clean) < p.min_letters):
             return UND, 0.0
         preds = self._predict(clean)
         if not preds:
@@ -113,9 +120,16 @@ class LanguageIdentifier:
                 # Confidence of the cluster both labels belong to, the strongest claim we can make.
                 conf = merged.get(code, 0.0) + merged.get(fixed, 0.0)
                 code = fixed
-        if code == UND or conf < p.threshold:
+        if code == UND or (conf < p.threshold and not p.top_label):
             return UND, conf
         return code, min(conf, 1.0)
+
+    def with_policy(self, **changes) -> "LanguageIdentifier":
+        """The same identifier (models shared, not reloaded) under a changed policy, e.g.
+        ``with_policy(top_label=True)`` for study 1's rule."""
+        other = copy.copy(self)
+        other.policy = dataclasses.replace(self.policy, **changes)
+        return other
 
     def identify(self, texts: Iterable[str]) -> list[tuple[str, float]]:
         """One (code, confidence) per text; ``"und"`` when undetermined."""
@@ -209,7 +223,7 @@ class EnsembleIdentifier(LanguageIdentifier):
             return sorted(merged.items(), key=lambda kv: -kv[1])
         # fastText's mass on the group is the confidence that the text is one of its
         # languages; lingua only chooses which one.
-        member = max(votes, key=votes.get)
+        member = _refine.alphabet_fix(max(votes, key=votes.get), text)  # letters the text uses decide first
         out = {c: p for c, p in merged.items() if c not in group}
         out[member] = sum(p for c, p in merged.items() if c in group)
         return sorted(out.items(), key=lambda kv: -kv[1])

@@ -4,8 +4,11 @@ fastText's lite model calls most Norwegian Danish, and short Bulgarian Russian
 (docs/judging.md, "Language identification"). Both pairs differ in spelling rules a few words reveal, so
 when an identifier's top label falls in one of these clusters we count marker
 words/letters and switch only when the evidence clearly points the other way.
-Two script facts are used the same way: lid.176 labels some Mandarin as Wu
-(``wuu``) or Japanese, but Japanese text practically always contains kana; and
+Alphabets settle more: Russian, Ukrainian and Belarusian each lack letters the others use (ы э ё
+ъ; і ї є ґ; ў), and Swedish writes ä ö where Danish and Norwegian write æ ø, so a label the
+text's letters rule out is replaced inside its group (``alphabet_fix``; every identifier, the
+fastText+lingua ensemble included, applies it). Two script facts are used the same way: lid.176
+labels some Mandarin as Wu (``wuu``) or Japanese, but Japanese text practically always contains kana; and
 text labelled Macedonian that uses letters Macedonian lacks (й щ ъ ь ю я ы э ё)
 is Bulgarian or Russian. No candidate set is restricted: text outside the clusters is never touched, and
 Danish/Russian text keeps its label (tests check both directions).
@@ -43,6 +46,11 @@ _DA_PATTERNS = re.compile(r"\b(?:at|øje\w*|dejlig\w*|hjem\w*)\b|øj|\w+hed\b", 
 _NO_PATTERNS = re.compile(r"\bå\b|øy|\w+het\b|\bkj\w+", re.IGNORECASE)
 
 NORDIC = frozenset({"no", "da"})
+# Letters an alphabet does not have. Russian has no і ї є ґ ў; Ukrainian no ы э ё ъ (nor ў);
+# Belarusian no и щ ъ ї є ґ; Swedish writes ä ö where Danish and Norwegian write æ ø.
+_LACKS = {"ru": "іїєґў", "uk": "ыэёъў", "be": "ищъїєґ", "sv": "æø", "da": "äö", "no": "äö"}
+EAST_SLAVIC = ("ru", "uk", "be")
+SCANDINAVIAN = ("no", "da", "sv")
 EAST_SLAVIC_SOUTH = frozenset({"ru", "bg"})
 # lid.176 labels some Mandarin as Wu ("wuu") or Japanese; written Wu is rare, and
 # Japanese text practically always contains kana.
@@ -72,12 +80,35 @@ def cyrillic_votes(text: str) -> tuple[int, int]:
     return bg, ru
 
 
+def alphabet_fix(label: str, text: str) -> str:
+    """Inside ru/uk/be and no/da/sv: a label whose alphabet lacks a letter the text uses is
+    replaced by the group's language whose alphabet has all of them (``_LACKS``), e.g. "uk" for
+    a sentence with ы or ё becomes "ru". Unchanged when the text fits the label, or when no
+    language of the group fits. Between Danish and Norwegian (both fit a text with æ ø) the
+    marker words of ``nordic_votes`` decide, Norwegian on a tie."""
+    group = EAST_SLAVIC if label in EAST_SLAVIC else SCANDINAVIAN if label in SCANDINAVIAN else None
+    if group is None:
+        return label
+    t = text.lower()
+    if not any(c in t for c in _LACKS[label]):
+        return label
+    fits = [g for g in group if not any(c in t for c in _LACKS[g])]
+    if not fits:
+        return label
+    if "no" in fits and "da" in fits:
+        no, da = nordic_votes(text)
+        return "da" if da > no else "no"
+    return fits[0]
+
+
 def refine(label: str, text: str, *, min_votes: int = 2, ratio: float = 2.0) -> str:
     """Return a corrected label for Norwegian/Danish and Bulgarian/Russian, else ``label``.
 
     Switches only when the other language has at least ``min_votes`` markers and
-    ``ratio`` times more evidence than the current label.
+    ``ratio`` times more evidence than the current label. First, ``alphabet_fix`` corrects a
+    ru/uk/be or no/da/sv label the text's letters rule out.
     """
+    label = alphabet_fix(label, text)
     if label in ("ja", "wuu"):
         if len(_HAN.findall(text)) >= min_votes and not _KANA.search(text):
             return "zh"

@@ -52,6 +52,30 @@ def benchmark_table(summaries: dict[str, dict[str, Any]]) -> tuple[list[str], li
     return header, rows
 
 
+def also_table(summaries: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[str]]] | None:
+    """arm x "benchmark (metric)": the study's score / the metric reported beside it (None when no
+    benchmark reports one)."""
+    cols: list[tuple[str, str]] = []
+    for s in summaries.values():
+        for b, v in s.get("benchmarks", {}).items():
+            for m in v.get("also") or {}:
+                if (b, m) not in cols:
+                    cols.append((b, m))
+    if not cols:
+        return None
+    rows = []
+    for cell, s in summaries.items():
+        b = s.get("benchmarks", {})
+        row = [cell]
+        for bench, m in cols:
+            v = b.get(bench) or {}
+            a = (v.get("also") or {}).get(m)
+            row.append("-" if a is None or v.get("score") is None or a.get("score") is None
+                       else f"{v['score']:.1f} / {a['score']:.1f}")
+        rows.append(row)
+    return ["arm"] + [f"{bench} ({m})" for bench, m in cols], rows
+
+
 _LANG = re.compile(r"_([a-z]{2,3})$")
 
 
@@ -104,6 +128,12 @@ def benchmark_sections(data: Any, out_dir: Path) -> list[tuple[str, str, list, l
     if limits != {None}:
         note += f" Run with --limit {', '.join(str(x) for x in sorted(limits, key=str))}: not the benchmarks' scores."
     out: list = [("Benchmarks", note, header, rows, None)]
+    also = also_table(summaries)
+    if also is not None:
+        out.append(("Benchmarks: strict metrics beside the study's", (
+            "The studies' exact match ignores punctuation (\"-5\" counts for 5, \"3.50\" for 350, an answer of only "
+            "brackets for any BBH dyck_languages target); exact_match_strict compares numbers as numbers and keeps "
+            "brackets (docs/evaluation.md). Study metric / strict, in %."), also[0], also[1], None))
     for task, per in sorted(per_language(summaries).items()):
         langs = sorted({lang for p in per.values() for lang in p})
         rows = [[cell] + [f"{p[lang]:.1f}" if lang in p else "-" for lang in langs] for cell, p in per.items()]

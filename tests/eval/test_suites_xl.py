@@ -237,11 +237,15 @@ def test_mgsm_number_extraction():
     from polyinstruct.eval.suites.multilingual import mgsm_results
 
     doc = {"answer_number": 1500}
-    assert mgsm_results(doc, ["Всего 1,200 + 300 = 1 500? Ответ: 1500."]) == {"exact_match": 1.0}
-    assert mgsm_results(doc, ["答案是 1500。"]) == {"exact_match": 1.0}
-    assert mgsm_results(doc, ["1500 pages, then 3 more"]) == {"exact_match": 0.0}  # the last number counts
-    assert mgsm_results({"answer_number": 7}, ["Il reste 7 pommes"]) == {"exact_match": 1.0}
-    assert mgsm_results({"answer_number": 7}, ["no number"]) == {"exact_match": 0.0}
+    def both(doc, out):
+        r = mgsm_results(doc, [out])
+        return r["exact_match"], r["exact_match_strict"]
+
+    assert both(doc, "Всего 1,200 + 300 = 1 500? Ответ: 1500.") == (1.0, 1.0)
+    assert both(doc, "答案是 1500。") == (1.0, 1.0)
+    assert both(doc, "1500 pages, then 3 more") == (0.0, 0.0)  # the last number counts
+    assert both({"answer_number": 7}, "Il reste 7 pommes") == (1.0, 1.0)
+    assert both({"answer_number": 7}, "no number") == (0.0, 0.0)
 
 
 def test_mmcu_answer_rule_and_belle_score_parsing():

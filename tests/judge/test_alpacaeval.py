@@ -200,3 +200,47 @@ def test_run_alpaca_eval_files_and_reference_system(tmp_path, monkeypatch):
     write_jsonl(ref, [{"id": "p0", "response": "x"}])
     with pytest.raises(DataError, match=r"cand.jsonl:2: reference: no prediction with this id"):
         A.read_items(cand, ref)
+
+
+@pytest.mark.slow
+def test_length_controlled_win_rate_with_unparsed_verdicts_equals_the_package(tmp_path):
+    """The package's own get_length_controlled_winrate on annotations where some verdicts are
+    unparsed (preference NaN): it standardises the length difference over all rows, then fits on
+    the parsed ones. Its hub download (instruction difficulty, unused by the minimal GLM) is
+    replaced by a local file, as the machine is offline."""
+    script = textwrap.dedent("""
+        import sys, types, random, json
+        from packaging.version import parse
+        shim = types.ModuleType("pkg_resources"); shim.parse_version = parse
+        sys.modules["pkg_resources"] = shim
+        import numpy as np, pandas as pd
+        from alpaca_eval.metrics import glm_winrate as G
+        n = 200
+        pd.DataFrame({"model": ["x"] * n, "index": range(n), "instruction_difficulty": [0.0] * n}).to_csv(
+            sys.argv[1], index=False)
+        G.hf_hub_download = lambda **kw: sys.argv[1]
+        r = random.Random(5); rows = []
+        for i in range(n):
+            l1, l2 = r.randint(50, 400), r.randint(50, 900)
+            p = 2.0 if r.random() < (0.15 + 0.7 * (l2 > l1)) else 1.0
+            if i % 7 == 3 or (i % 5 == 0 and l2 > l1):
+                p = float("nan")  # unparsed verdicts, more of them among longer candidates
+            rows.append({"preference": p, "output_1": "a" * l1, "output_2": "b" * l2, "index": i,
+                         "generator_1": "ref", "generator_2": "cand", "annotator": "judge"})
+        m = G.get_length_controlled_winrate(pd.DataFrame(rows), glm_name="length_controlled_minimal",
+                                            save_weights_dir=None, is_warn_extreme_changes=False)
+        print(json.dumps({"lc": float(m["length_controlled_winrate"]), "wr": float(m["win_rate"]),
+                          "prefs": [None if p != p else p for p in (x["preference"] for x in rows)],
+                          "lr": [len(x["output_1"]) for x in rows], "lc_len": [len(x["output_2"]) for x in rows]}))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "df_gamed.csv")], capture_output=True,
+                          text=True, timeout=300)
+    if proc.returncode != 0 and "No module named" in proc.stderr:
+        pytest.skip(f"the package's GLM dependencies are missing: {proc.stderr.strip().splitlines()[-1]}")
+    assert proc.returncode == 0, proc.stderr
+    pkg = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert sum(p is None for p in pkg["prefs"]) == 55
+    ours = A.length_controlled_win_rate(pkg["prefs"], pkg["lr"], pkg["lc_len"])
+    # standardising over the parsed rows only gave 50.9411 against the package's 50.9395
+    assert ours["length_controlled_winrate"] == pytest.approx(pkg["lc"], abs=1e-8)
+    assert A.win_rate(pkg["prefs"])["win_rate"] == pytest.approx(pkg["wr"], abs=1e-9)

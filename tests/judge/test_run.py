@@ -66,8 +66,8 @@ def test_language_penalty_zeroes_exactly_wrong_language_answers(tmp_path):
         assert r["score"] is not None
         if r["id"].endswith("-0"):
             assert r["language_match"] is False and r["final_score"] == 0.0, r
-        elif r["id"] == "en-short":  # too short to identify: undetermined, zeroed under the strict default
-            assert r["lid_language"] == "und" and r["language_match"] is None and r["final_score"] == 0.0
+        elif r["id"] == "en-short":  # "Oui score=3": study 1's top label names a language, not English: zeroed
+            assert r["lid_language"] not in ("und", "en") and r["language_match"] is False and r["final_score"] == 0.0
             assert r["language_policy"] == "strict"
         else:
             assert r["language_match"] is True and r["final_score"] == r["score"], r
@@ -76,11 +76,12 @@ def test_language_penalty_zeroes_exactly_wrong_language_answers(tmp_path):
     for lang in ("fr", "ru", "zh"):
         assert (cells[lang]["total_before"], cells[lang]["total_after"], cells[lang]["max_total"]) == (6, 5, 9)
         assert cells[lang]["n_wrong_language"] == 1
-    assert cells["en"]["total_before"] == 9 and cells["en"]["total_after"] == 5 and cells["en"]["n_undetermined"] == 1
+    assert cells["en"]["total_before"] == 9 and cells["en"]["total_after"] == 5 and cells["en"]["n_undetermined"] == 0
+    assert cells["en"]["n_wrong_language"] == 2
     assert summary["scores"]["models"]["m1"]["robustness"] == 1.75  # (4 + 1 + 1 + 1) / 4
     assert summary["language_policy"] == "strict" and cells["en"]["language_policy"] == "strict"
     assert summary["scores"]["seen_languages"] == ["en", "fr", "ru", "zh"]
-    assert "| m1 | fr | 3 / 3 | 6 | 5 | 9 | 1 | 0 | 0 |" in (tmp_path / "out" / "summary.md").read_text()
+    assert "| m1 | fr | 3 / 3 | 6 | 5 | 9 | 2.00 | 1.67 | 5 / 9 | 0% | 1 | 0 | 0 |" in (tmp_path / "out" / "summary.md").read_text()
     assert summary["usage"]["requests"] == len(preds)
     # lenient: the undetermined answer keeps its score (all judgments come from the cache)
     with ScriptedServer(verdict) as srv:

@@ -16,7 +16,7 @@ from typing import Any
 
 from polyinstruct.errors import DataError
 from polyinstruct.eval.data import DATASOURCES, DataSource, read_jsonl_file, require
-from polyinstruct.eval.scoring import exact_match, last_number
+from polyinstruct.eval.scoring import exact_match, last_number, number_match
 from polyinstruct.eval.suites.crosslingual import gen_kwargs, languages, mean_metrics
 from polyinstruct.eval.tasks import SUITES, TASKS, BuildContext, EvalTask, Suite, lm_eval_config
 
@@ -72,8 +72,10 @@ DATASOURCES.register("mgsm", DataSource(
 
 
 def mgsm_results(doc: dict[str, Any], results: list[str]) -> dict[str, float]:
-    """The last number of the output against the gold number (GSM8K's rule)."""
-    return {"exact_match": float(exact_match(last_number(results[0]), str(doc["answer_number"])))}
+    """The last number of the output against the gold number (GSM8K's rule), and the strict
+    comparison beside it (numbers as numbers, any script's digits: ৫ and ５ are 5)."""
+    return {"exact_match": float(exact_match(last_number(results[0]), str(doc["answer_number"]))),
+            "exact_match_strict": float(number_match(results[0], doc["answer_number"]))}
 
 
 def _mgsm_builder(native_cot: bool):
@@ -86,7 +88,8 @@ def _mgsm_builder(native_cot: bool):
                 cfg = lm_eval_config(f"mgsm_direct_{lang}", "mgsm/direct")
             until = list(cfg.get("generation_kwargs", {}).get("until", []))
             cfg.update(task=f"ml_mgsm_{'native_cot' if native_cot else 'direct'}_{lang}", num_fewshot=0,
-                       process_results=mgsm_results, filter_list=None, metric_list=mean_metrics("exact_match"),
+                       process_results=mgsm_results, filter_list=None,
+                       metric_list=mean_metrics("exact_match", "exact_match_strict"),
                        generation_kwargs=gen_kwargs(until or ["\n\n"], MGSM_MAX_TOKENS if native_cot else 64))
             for k in ("training_split", "fewshot_split", "fewshot_config"):
                 cfg.pop(k, None)
@@ -97,11 +100,13 @@ def _mgsm_builder(native_cot: bool):
 
 TASKS.register("ml_mgsm_direct", EvalTask(
     name="ml_mgsm_direct", benchmark="mgsm", setting="direct", metric="exact_match", aggregate="macro",
+    also=("exact_match_strict",),
     build=_mgsm_builder(False), sources=("mgsm",),
     description="MGSM, 0-shot, lm-eval's direct prompt in each language; answer = the last number of the output; "
                 "accuracy per language, mean over languages"))
 TASKS.register("ml_mgsm_native_cot", EvalTask(
     name="ml_mgsm_native_cot", benchmark="mgsm", setting="native_cot", metric="exact_match", aggregate="macro",
+    also=("exact_match_strict",),
     build=_mgsm_builder(True), sources=("mgsm",),
     description="MGSM, 0-shot, chain of thought cued in the question's language (lm-eval's native_cot prompt), "
                 "up to 512 tokens; answer = the last number; accuracy per language (optional: not in the suite)"))

@@ -20,7 +20,8 @@ from typing import Any
 from polyinstruct.errors import ConfigError, DataError
 from polyinstruct.eval.data import DATASOURCES, DataSource, MissingDatasetError, hub_offline, read_json_file, squad_rows, \
     read_jsonl_file, require
-from polyinstruct.eval.scoring import bbh_answer, exact_match, gsm8k_gold, last_number, squad_em, squad_f1
+from polyinstruct.eval.scoring import bbh_answer, exact_match, gsm8k_gold, last_number, number_match, squad_em, \
+    squad_f1, strict_match
 from polyinstruct.eval.tasks import SUITES, TASKS, BuildContext, EvalTask, Suite, lm_eval_config, \
     lm_eval_group_tasks
 
@@ -142,8 +143,11 @@ def fixed_sample(n: int = GSM8K_ITEMS, seed: int = GSM8K_SEED):
 
 
 def gsm8k_results(doc: dict[str, Any], results: list[str]) -> dict[str, float]:
-    """The last number of the output against the gold number after '####'."""
-    return {"exact_match": float(exact_match(last_number(results[0]), gsm8k_gold(doc["answer"])))}
+    """The last number of the output against the gold number after '####': the study's exact match
+    (punctuation ignored) and the strict one (numbers compared as numbers) beside it."""
+    gold = gsm8k_gold(doc["answer"])
+    return {"exact_match": float(exact_match(last_number(results[0]), gold)),
+            "exact_match_strict": float(number_match(results[0], gold))}
 
 
 def _direct_target(cot_target: str) -> str:
@@ -163,7 +167,7 @@ def _gsm8k_builder(cot: bool):
         cfg.update(task=f"tulu_gsm8k_{'cot' if cot else 'direct'}", num_fewshot=8,
                    fewshot_config={"sampler": "first_n", "samples": samples},
                    process_docs=fixed_sample(n), process_results=gsm8k_results, filter_list=None,
-                   metric_list=_mean_metrics("exact_match"),
+                   metric_list=_mean_metrics("exact_match", "exact_match_strict"),
                    generation_kwargs=_gen(["Q:", "\n\n", "</s>", "<|im_end|>"]))
         cfg.pop("training_split", None)
         cfg.pop("fewshot_split", None)
@@ -175,6 +179,7 @@ for _cot in (True, False):
     _s = "cot" if _cot else "direct"
     TASKS.register(f"tulu_gsm8k_{_s}", EvalTask(
         name=f"tulu_gsm8k_{_s}", benchmark="gsm8k", setting=_s, metric="exact_match", aggregate="micro",
+        also=("exact_match_strict",),
         build=_gsm8k_builder(_cot), sources=("gsm8k",),
         description=f"GSM8K test, 200 fixed random items (seed 42), 8-shot {'with' if _cot else 'without'} "
                     "chain of thought, answer = last number"))
@@ -201,11 +206,15 @@ DATASOURCES.register("bbh", DataSource(
 
 
 def bbh_cot_results(doc: dict[str, Any], results: list[str]) -> dict[str, float]:
-    return {"exact_match": float(exact_match(bbh_answer(results[0]), doc["target"]))}
+    answer = bbh_answer(results[0])
+    return {"exact_match": float(exact_match(answer, doc["target"])),
+            "exact_match_strict": float(strict_match(answer, doc["target"]))}
 
 
 def bbh_direct_results(doc: dict[str, Any], results: list[str]) -> dict[str, float]:
-    return {"exact_match": float(exact_match(results[0].strip(), doc["target"]))}
+    answer = results[0].strip()
+    return {"exact_match": float(exact_match(answer, doc["target"])),
+            "exact_match_strict": float(strict_match(answer, doc["target"]))}
 
 
 def _bbh_builder(cot: bool):
@@ -219,7 +228,7 @@ def _bbh_builder(cot: bool):
             cfg = lm_eval_config(f"{group}_{sub}", f"bbh/{folder}")  # the official 3-shot prompts (cot-prompts/*.txt)
             cfg.update(task=f"tulu_bbh_{'cot' if cot else 'direct'}_{sub}", num_fewshot=3,
                        process_results=bbh_cot_results if cot else bbh_direct_results, filter_list=None,
-                       metric_list=_mean_metrics("exact_match"),
+                       metric_list=_mean_metrics("exact_match", "exact_match_strict"),
                        generation_kwargs=_gen(["\n\n", "</s>", "<|im_end|>"]))
             out.append(ctx.use_data(cfg, "bbh", config=sub))
         return out
@@ -230,6 +239,7 @@ for _cot in (True, False):
     _s = "cot" if _cot else "direct"
     TASKS.register(f"tulu_bbh_{_s}", EvalTask(
         name=f"tulu_bbh_{_s}", benchmark="bbh", setting=_s, metric="exact_match", aggregate="macro",
+        also=("exact_match_strict",),
         build=_bbh_builder(_cot), sources=("bbh",),
         description="BBH, 23 tasks (27 subsets), official 3-shot prompts, "
                     + ("CoT, answer after 'So the answer is'" if _cot else "direct answer") + "; mean over subsets"))
