@@ -154,7 +154,10 @@ def _run_cell(cfg: ExperimentConfig, cell: Cell, cdir: Path, root: Path, model_p
             data_file = arm_file(_data_root(root, cell.size), cell.arm_name, cell.kind)
             from polyinstruct.experiment.checks import cell_train_config
 
-            train_cfg = cell_train_config(cfg, model=model_path, data=str(data_file), output_dir=str(run_dir))
+            # the model as the user named it (a packaged name or hub id is resolved again by train): the
+            # adapter records that name, not this machine's cache folder, so it loads elsewhere
+            train_cfg = cell_train_config(cfg, model=train_model_name(cfg.model, model_path), data=str(data_file),
+                                          output_dir=str(run_dir))
             procs = cfg.executor.train_processes()
             on = f", {procs} processes" if procs > 1 else ""
             say(f"  train {cell.name} on {data_file.name} ({cfg.method}{on})")
@@ -231,6 +234,12 @@ def _write_results(cfg: ExperimentConfig, root: Path, data_budget: dict[str, Any
 def _data_root(root: Path, size: int | None) -> Path:
     """Where a cell's arms live: ``arms/`` without a size axis, ``sizes/<n>/arms/`` with one."""
     return root if not size else root / "sizes" / str(size)
+
+
+def train_model_name(given: str, resolved: str) -> str:
+    """What a cell trains from: the user's packaged name or hub id, or the resolved folder when
+    the user gave a path (made absolute there, so cells running elsewhere find it)."""
+    return resolved if Path(given).expanduser().exists() else given
 
 
 def _token_counter(model_path: str) -> Callable[[str], int] | None:
