@@ -121,7 +121,7 @@ def test_polyinstruct_eval_openai_equals_hf_on_gemma(gemma, gemma_server, tmp_pa
     from polyinstruct.eval.run import evaluate
 
     s, _ = gemma_server
-    tasks, opts = "tulu_mmlu_0shot,tulu_gsm8k_direct", {"max_new_tokens": "8"}
+    tasks, opts = "tulu_mmlu_0shot,tulu_gsm8k_direct", {"max_new_tokens": "8", "mmlu_subjects": "abstract_algebra,anatomy"}
     hf = evaluate(gemma, tasks, out=tmp_path / "hf", data_dir=EVAL_DATA, limit=4, task_options=opts,
                   backend_options={"chat": "off", "dtype": "float32", "device": "cpu"})
     api = evaluate("gemma", tasks, out=tmp_path / "api", data_dir=EVAL_DATA, limit=4, task_options=opts,
