@@ -296,9 +296,10 @@ class _printer:
     """Prints (or logs) progress lines with the elapsed time, and adds up the seconds spent after
     each kind of line (``train``, ``predict``, ``score``, ``[model]``...) into ``totals``."""
 
-    def __init__(self, progress: bool):
-        self.progress, self.t0 = progress, time.monotonic()
-        self.last, self.label, self.totals = self.t0, None, {}
+    def __init__(self, progress: bool, t0: float | None = None):
+        # t0: the run's start, so a cell's lines share the run's one clock (time.monotonic of this process)
+        self.progress, self.t0 = progress, t0 if t0 is not None else time.monotonic()
+        self.last, self.label, self.totals = time.monotonic(), None, {}
 
     def _account(self) -> float:
         now = time.monotonic()

@@ -64,9 +64,10 @@ def _load(args: argparse.Namespace):
 def _run_predict(args: argparse.Namespace) -> int:
     from polyinstruct.infer.predict import predict
 
-    out = predict(args.data, _load(args), args.out, decoding=_params(args), batch_size=args.batch_size,
-                  limit=args.limit, chunk_size=args.chunk_size, progress=not args.no_progress, data_format=args.format,
-                  model_name=args.model_name or args.model)
+    # the model by name: predict reads and checks the data first, then loads it (a data error costs no load)
+    out = predict(args.data, args.model, args.out, backend=args.backend, backend_kwargs=_backend_kwargs(args),
+                  decoding=_params(args), batch_size=args.batch_size, limit=args.limit, chunk_size=args.chunk_size,
+                  progress=not args.no_progress, data_format=args.format, model_name=args.model_name or args.model)
     print(out)
     return 0
 

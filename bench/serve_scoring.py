@@ -1,0 +1,153 @@
+"""Likelihood scoring through ``polyinstruct serve`` against lm-eval's own ``hf`` backend.
+
+The same multiple-choice task (synthetic "what is A plus B" questions, 4 choices, in lm-eval's
+YAML on local JSONL) is scored twice in one process after the imports and model loading:
+lm-eval's ``hf`` backend on the loaded model, and lm-eval's ``local-completions`` client (its
+defaults: the server's tokenizer, token-id prompts, ``batch_size`` prompts per request) against
+``polyinstruct serve``'s app on the same loaded model, on loopback. Accuracy and every
+log-likelihood must agree; the figure is hf wall time / server wall time (target >= 0.7: the
+server may cost at most ~30% over scoring in process). One run each.
+
+    python bench/serve_scoring.py [--quick] [--model gemma-3-270m] [--items N] [--threads T]
+
+The default model is the packaged Gemma-3-270m (262k vocabulary, needs BOS: the case the
+server's BOS handling and batched scoring are for). The last line printed is one JSON object.
+Times depend on machine load: say so when reporting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import socket
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TASK_YAML = """task: serve_scoring_mc
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: multiple_choice
+doc_to_text: "Question: {{{{question}}}}\\nAnswer:"
+doc_to_choice: "{{{{choices}}}}"
+doc_to_target: label
+metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+metadata:
+  version: 1.0
+"""
+
+
+def write_task(root: Path, items: int, seed: int = 0) -> None:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(items):
+        a, b = rng.randint(2, 60), rng.randint(2, 60)
+        right = a + b
+        choices = [str(c) for c in (right, right + 1, right - 1, right + 10)]
+        rng.shuffle(choices)
+        rows.append({"question": f"What is {a} plus {b}?", "choices": choices, "label": choices.index(str(right))})
+    data = root / "mc.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    (root / "serve_scoring_mc.yaml").write_text(TASK_YAML.format(data=data), encoding="utf-8")
+
+
+class Server:
+    """uvicorn on a free loopback port, in a thread."""
+
+    def __init__(self, app):
+        import uvicorn
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="24 questions (96 scored continuations)")
+    ap.add_argument("--model", default="gemma-3-270m", help="packaged model name or model folder")
+    ap.add_argument("--items", type=int, default=80)
+    ap.add_argument("--batch-size", type=int, default=16, help="lm-eval's batch size, both backends")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1 on a busy 2-core machine)")
+    args = ap.parse_args()
+    items = 24 if args.quick else args.items
+
+    import logging
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    logging.disable(logging.WARNING)
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    from polyinstruct.infer.hf import HFBackend
+    from polyinstruct.infer.serve import create_app
+    from polyinstruct.models.resolve import resolve_model_path
+
+    path = resolve_model_path(args.model)
+    backend = HFBackend.from_path(path, device="cpu", dtype="float32", batch_size=args.batch_size)
+    with tempfile.TemporaryDirectory() as tmp:
+        write_task(Path(tmp), items)
+        tm = TaskManager(include_path=tmp, include_defaults=False)
+
+        def evaluate(lm, **kw):
+            t0 = time.perf_counter()
+            out = lm_eval.simple_evaluate(model=lm, tasks=["serve_scoring_mc"], task_manager=tm, log_samples=True,
+                                          batch_size=args.batch_size, random_seed=0, numpy_random_seed=0,
+                                          torch_random_seed=0, fewshot_random_seed=0, **kw)
+            return out, time.perf_counter() - t0
+
+        hflm = HFLM(pretrained=backend.model, tokenizer=backend.tokenizer, batch_size=args.batch_size)
+        hf, hf_s = evaluate(hflm)
+        with Server(create_app(backend, model_name="m", max_tokens_limit=64, max_batch_size=args.batch_size)) as s:
+            api, api_s = evaluate("local-completions", model_args={
+                "model": "m", "base_url": f"http://127.0.0.1:{s.port}/v1/completions", "num_concurrent": 1,
+                "max_retries": 1})
+    acc_hf = hf["results"]["serve_scoring_mc"]["acc,none"]
+    acc_api = api["results"]["serve_scoring_mc"]["acc,none"]
+    ref = {r["doc_id"]: r for r in hf["samples"]["serve_scoring_mc"]}
+    worst, n = 0.0, 0
+    for r in api["samples"]["serve_scoring_mc"]:
+        for (a, _), (b, _) in zip(r["filtered_resps"], ref[r["doc_id"]]["filtered_resps"]):
+            worst = max(worst, abs(float(a) - float(b)) if math.isfinite(float(a)) else math.inf)
+            n += 1
+    ratio = hf_s / api_s
+    print(f"{items} questions, {n} continuations, batch {args.batch_size}, {args.threads} thread(s)")
+    print(f"lm-eval hf backend:           {hf_s:7.1f} s  acc {acc_hf:.3f}")
+    print(f"lm-eval through serve:        {api_s:7.1f} s  acc {acc_api:.3f}  (max |dLL| {worst:.2e})")
+    print(f"speed of serve vs hf: {ratio:.2f}x (target >= 0.7)")
+    print(json.dumps({"bench": "serve_scoring", "model": args.model, "questions": items, "continuations": n,
+                      "batch_size": args.batch_size, "threads": args.threads, "hf_s": round(hf_s, 2),
+                      "serve_s": round(api_s, 2), "ratio": round(ratio, 3), "acc_hf": acc_hf, "acc_serve": acc_api,
+                      "max_abs_loglik_diff": worst, "same_accuracy": acc_hf == acc_api}))
+
+
+if __name__ == "__main__":
+    main()
