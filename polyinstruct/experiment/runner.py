@@ -298,8 +298,9 @@ class _printer:
 
     def __init__(self, progress: bool, t0: float | None = None):
         # t0: the run's start, so a cell's lines share the run's one clock (time.monotonic of this process)
-        self.progress, self.t0 = progress, t0 if t0 is not None else time.monotonic()
-        self.last, self.label, self.totals = time.monotonic(), None, {}
+        now = time.monotonic()
+        self.progress, self.t0 = progress, t0 if t0 is not None else now
+        self.last, self.label, self.totals = now, None, {}
 
     def _account(self) -> float:
         now = time.monotonic()
