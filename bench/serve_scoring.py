@@ -6,7 +6,8 @@ lm-eval's ``hf`` backend on the loaded model, and lm-eval's ``local-completions`
 defaults: the server's tokenizer, token-id prompts, ``batch_size`` prompts per request) against
 ``polyinstruct serve``'s app on the same loaded model, on loopback. Accuracy and every
 log-likelihood must agree; the figure is hf wall time / server wall time (target >= 0.7: the
-server may cost at most ~30% over scoring in process). One run each.
+server may cost at most ~30% over scoring in process). The runs go hf, serve, serve, hf (so
+a machine whose load drifts during the bench favours neither) and the times are summed.
 
     python bench/serve_scoring.py [--quick] [--model gemma-3-270m] [--items N] [--threads T]
 
@@ -125,11 +126,18 @@ def main() -> None:
             return out, time.perf_counter() - t0
 
         hflm = HFLM(pretrained=backend.model, tokenizer=backend.tokenizer, batch_size=args.batch_size)
-        hf, hf_s = evaluate(hflm)
+        times: dict[str, list[float]] = {"hf": [], "serve": []}
         with Server(create_app(backend, model_name="m", max_tokens_limit=64, max_batch_size=args.batch_size)) as s:
-            api, api_s = evaluate("local-completions", model_args={
-                "model": "m", "base_url": f"http://127.0.0.1:{s.port}/v1/completions", "num_concurrent": 1,
-                "max_retries": 1})
+            api_args = {"model": "m", "base_url": f"http://127.0.0.1:{s.port}/v1/completions", "num_concurrent": 1,
+                        "max_retries": 1}
+            for which in ("hf", "serve", "serve", "hf"):
+                if which == "hf":
+                    hf, t = evaluate(hflm)
+                else:
+                    api, t = evaluate("local-completions", model_args=api_args)
+                times[which].append(t)
+                print(f"{which}: {t:.1f} s", flush=True)
+        hf_s, api_s = sum(times["hf"]), sum(times["serve"])
     acc_hf = hf["results"]["serve_scoring_mc"]["acc,none"]
     acc_api = api["results"]["serve_scoring_mc"]["acc,none"]
     ref = {r["doc_id"]: r for r in hf["samples"]["serve_scoring_mc"]}
@@ -139,12 +147,15 @@ def main() -> None:
             worst = max(worst, abs(float(a) - float(b)) if math.isfinite(float(a)) else math.inf)
             n += 1
     ratio = hf_s / api_s
-    print(f"{items} questions, {n} continuations, batch {args.batch_size}, {args.threads} thread(s)")
-    print(f"lm-eval hf backend:           {hf_s:7.1f} s  acc {acc_hf:.3f}")
-    print(f"lm-eval through serve:        {api_s:7.1f} s  acc {acc_api:.3f}  (max |dLL| {worst:.2e})")
+    print(f"{items} questions, {n} continuations, batch {args.batch_size}, {args.threads} thread(s); two runs each")
+    print(f"lm-eval hf backend:           {hf_s:7.1f} s  acc {acc_hf:.3f}  ({' + '.join(f'{t:.1f}' for t in times['hf'])})")
+    print(f"lm-eval through serve:        {api_s:7.1f} s  acc {acc_api:.3f}  (max |dLL| {worst:.2e}; "
+          f"{' + '.join(f'{t:.1f}' for t in times['serve'])})")
     print(f"speed of serve vs hf: {ratio:.2f}x (target >= 0.7)")
     print(json.dumps({"bench": "serve_scoring", "model": args.model, "questions": items, "continuations": n,
-                      "batch_size": args.batch_size, "threads": args.threads, "hf_s": round(hf_s, 2),
+                      "batch_size": args.batch_size, "threads": args.threads, "runs": "hf, serve, serve, hf",
+                      "hf_runs_s": [round(t, 2) for t in times["hf"]], "serve_runs_s": [round(t, 2) for t in times["serve"]],
+                      "hf_s": round(hf_s, 2),
                       "serve_s": round(api_s, 2), "ratio": round(ratio, 3), "acc_hf": acc_hf, "acc_serve": acc_api,
                       "max_abs_loglik_diff": worst, "same_accuracy": acc_hf == acc_api}))
 

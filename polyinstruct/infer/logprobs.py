@@ -191,6 +191,17 @@ def run_jobs(backend: Any, jobs: list[ScoreJob], params: DecodingParams,
     return [_assemble(backend, job, results[i], scored.get(i)) for i, job in enumerate(jobs)]
 
 
+def _pieces(tok: Any, ids: list[int]) -> list[str]:
+    """Each id's text (``tok.decode([id])``), memoised per tokenizer: a reply decodes every echoed
+    position and its alternatives, and the same ids come back request after request."""
+    cache = tok.__dict__.setdefault("_polyinstruct_pieces", {})
+    missing = sorted({i for i in ids if i not in cache})
+    if missing:
+        for i, text in zip(missing, tok.batch_decode([[i] for i in missing])):
+            cache[i] = text
+    return [cache[i] for i in ids]
+
+
 def _one_token(backend: Any, nxt: int | None, params: DecodingParams) -> tuple[list[int], str, str]:
     """The greedy next token as ``_generate_new`` returns it (eos and stop strings end it)."""
     if nxt is None or nxt in set(backend.eos_ids):
@@ -211,7 +222,7 @@ def _assemble(backend: Any, job: ScoreJob, result: tuple[list[int], str, str] | 
     seq = [*job.ids, *new]
     start = job.shown_from if job.echo else len(job.ids)
     ids = seq[start:]
-    pieces = [tok.decode([t]) for t in ids]
+    pieces = _pieces(tok, ids)
     echo_text = ""
     if job.echo:
         echo_text = job.prompt_text if job.prompt_text is not None else tok.decode(job.ids[job.shown_from:])
@@ -235,10 +246,11 @@ def _assemble(backend: Any, job: ScoreJob, result: tuple[list[int], str, str] | 
 def _top_dict(tok: Any, pairs: list[tuple[int, float]], n: int, chosen: tuple[int, float | None]) -> dict[str, float]:
     """The ``n`` most likely tokens and, as vLLM does, the chosen one (up to n + 1 entries)."""
     d: dict[str, float] = {}
-    for i, v in pairs[:n]:
-        d.setdefault(tok.decode([i]), v)
+    texts = _pieces(tok, [i for i, _ in pairs[:n]] + [chosen[0]])
+    for text, (_i, v) in zip(texts, pairs[:n]):
+        d.setdefault(text, v)
     if chosen[1] is not None:
-        d.setdefault(tok.decode([chosen[0]]), chosen[1])
+        d.setdefault(texts[-1], chosen[1])
     return d
 
 

@@ -173,6 +173,7 @@ class ServerContext:
     max_queued_tokens: int
     bos_id: int | None = None  # prepended to token-id prompts that lack it (see bos_to_prepend)
     created: int = field(default_factory=lambda: int(time.time()))
+    _vocab: int | None = None
 
     # -- access --------------------------------------------------------------------
     def check_key(self, request: Request) -> None:
@@ -290,7 +291,9 @@ class ServerContext:
         return tok
 
     def check_ids(self, ids: list[int], param: str) -> None:
-        vocab = len(self.tokenizer())
+        if self._vocab is None:
+            self._vocab = len(self.tokenizer())  # once: len() of a 262k-entry tokenizer is not free
+        vocab = self._vocab
         bad = next((i for i, t in enumerate(ids) if not 0 <= t < vocab), None)
         if bad is not None:
             raise APIError(400, f"token id {ids[bad]} at position {bad} is outside the vocabulary (0..{vocab - 1})",
