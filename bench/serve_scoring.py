@@ -153,15 +153,16 @@ def main() -> None:
             worst = max(worst, abs(float(a) - float(b)) if math.isfinite(float(a)) else math.inf)
             n += 1
     ratio = hf_s / api_s
+    runs = {k: " + ".join(f"{t:.1f}" for t in v) for k, v in times.items()}
     print(f"{items} questions, {n} continuations, batch {args.batch_size}, {args.threads} thread(s); two runs each")
-    print(f"lm-eval hf backend:           {hf_s:7.1f} s  acc {acc_hf:.3f}  ({' + '.join(f'{t:.1f}' for t in times['hf'])})")
-    print(f"lm-eval through serve:        {api_s:7.1f} s  acc {acc_api:.3f}  (max |dLL| {worst:.2e}; "
-          f"{' + '.join(f'{t:.1f}' for t in times['serve'])})")
-    print(f"speed of serve vs hf: {ratio:.2f}x wall (target >= 0.7); CPU time {cpu['hf']:.1f} s vs {cpu['serve']:.1f} s: "
-          f"{cpu['hf'] / cpu['serve']:.2f}x (the fairer figure on a loaded machine)")
+    print(f"lm-eval hf backend:           {hf_s:7.1f} s  acc {acc_hf:.3f}  ({runs['hf']})")
+    print(f"lm-eval through serve:        {api_s:7.1f} s  acc {acc_api:.3f}  (max |dLL| {worst:.2e}; {runs['serve']})")
+    print(f"speed of serve vs hf: {ratio:.2f}x wall (target >= 0.7); CPU time {cpu['hf']:.1f} s vs "
+          f"{cpu['serve']:.1f} s: {cpu['hf'] / cpu['serve']:.2f}x (the fairer figure on a loaded machine)")
     print(json.dumps({"bench": "serve_scoring", "model": args.model, "questions": items, "continuations": n,
                       "batch_size": args.batch_size, "threads": args.threads, "runs": "hf, serve, serve, hf",
-                      "hf_runs_s": [round(t, 2) for t in times["hf"]], "serve_runs_s": [round(t, 2) for t in times["serve"]],
+                      "hf_runs_s": [round(t, 2) for t in times["hf"]],
+                      "serve_runs_s": [round(t, 2) for t in times["serve"]],
                       "hf_s": round(hf_s, 2),
                       "serve_s": round(api_s, 2), "ratio": round(ratio, 3), "hf_cpu_s": round(cpu["hf"], 2),
                       "serve_cpu_s": round(cpu["serve"], 2), "cpu_ratio": round(cpu["hf"] / cpu["serve"], 3), "acc_hf": acc_hf, "acc_serve": acc_api,

@@ -136,7 +136,8 @@ def serve(model: str | GenerationBackend, host: str = "127.0.0.1", port: int = 8
         log.warning("serving on %s without an API key: anyone who can reach this address can use the model", host)
     app = create_app(gen_backend, model_name=name, api_key=api_key, max_tokens_limit=max_tokens_limit,
                      max_request_bytes=max_request_bytes, max_batch_size=batch_size, max_queue=max_queue,
-                     max_prompts_per_request=max_prompts_per_request, max_queued_tokens=max_queued_tokens, add_bos=add_bos)
+                     max_prompts_per_request=max_prompts_per_request, max_queued_tokens=max_queued_tokens,
+                     add_bos=add_bos)
     log.info("serving %r on http://%s:%d/v1", name, host, port)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
 

@@ -71,7 +71,6 @@ def test_checkpoint_and_merged_folder_prompt_in_the_training_format(tiny_model_d
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from polyinstruct.data.formats import read_records  # noqa: F401 - the training data's reader
     from polyinstruct.fileio import write_jsonl
     from polyinstruct.train import train
     from polyinstruct.train.merge import merge_adapter
