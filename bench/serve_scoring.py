@@ -98,6 +98,9 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=80)
     ap.add_argument("--batch-size", type=int, default=16, help="lm-eval's batch size, both backends")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 on a busy 2-core machine)")
+    ap.add_argument("--tokenizer", choices=("remote", "local"), default="remote",
+                    help="lm-eval's tokenizer for the server path: remote (its default, the server's /tokenize) "
+                         "or local (tokenizer_backend=huggingface with add_bos_token=True: no round trips)")
     args = ap.parse_args()
     items = 24 if args.quick else args.items
 
@@ -136,6 +139,8 @@ def main() -> None:
         with Server(create_app(backend, model_name="m", max_tokens_limit=64, max_batch_size=args.batch_size)) as s:
             api_args = {"model": "m", "base_url": f"http://127.0.0.1:{s.port}/v1/completions", "num_concurrent": 1,
                         "max_retries": 1}
+            if args.tokenizer == "local":
+                api_args.update(tokenizer_backend="huggingface", tokenizer=path, add_bos_token=True)
             for which in ("hf", "serve", "serve", "hf"):
                 if which == "hf":
                     hf, t = evaluate(hflm)
@@ -161,6 +166,7 @@ def main() -> None:
           f"{cpu['serve']:.1f} s: {cpu['hf'] / cpu['serve']:.2f}x (the fairer figure on a loaded machine)")
     print(json.dumps({"bench": "serve_scoring", "model": args.model, "questions": items, "continuations": n,
                       "batch_size": args.batch_size, "threads": args.threads, "runs": "hf, serve, serve, hf",
+                      "tokenizer": args.tokenizer,
                       "hf_runs_s": [round(t, 2) for t in times["hf"]],
                       "serve_runs_s": [round(t, 2) for t in times["serve"]],
                       "hf_s": round(hf_s, 2),
