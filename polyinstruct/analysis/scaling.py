@@ -28,7 +28,7 @@ def results_path(source: str | os.PathLike) -> Path:
     if p.is_dir():
         p = p / "results.jsonl"
     if not p.is_file():
-        raise DataError(f"no results at {p}: run the experiment first (or give a results.jsonl)")
+        raise DataError("no results here: run the experiment first (or give a results.jsonl)", path=str(p))
     return p
 
 

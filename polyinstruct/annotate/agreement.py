@@ -48,8 +48,10 @@ def agreement_table(pairwise: Sequence[dict[str, Any]], acceptability: Sequence[
         "n_judgments": len(pairwise),
         "annotators": sorted({r["annotator"] for r in pairwise}),
         "acceptability": {"agreement": acc["agreement"], "cohen_kappa": acc["kappa"], "pairs": len(acc["pairs"]),
+                          "fewest_shared_items": acc["fewest_shared_items"], "warning": acc.get("warning"),
                           **_fleiss_from_rows(acceptability, ("item", "model"), "score")},
         "pairwise": {"agreement_ties_half": pref["agreement"], "cohen_kappa": pref["kappa"], "pairs": len(pref["pairs"]),
+                     "fewest_shared_items": pref["fewest_shared_items"], "warning": pref.get("warning"),
                      **_fleiss_from_rows(pairwise, ("id", "model"), "preference")},
     }
     if judged is not None:
@@ -76,13 +78,17 @@ def to_markdown(table: dict[str, Any]) -> str:
         "",
         f"{table['n_judgments']} judgments by {len(table['annotators'])} annotators.",
         "",
-        "| measure | agreement | Cohen's kappa (mean over annotator pairs) | Fleiss' kappa | items with 2+ annotators |",
-        "|---|---|---|---|---|",
-        f"| acceptability | {_fmt(a['agreement'])} | {_fmt(a['cohen_kappa'])} | {_fmt(a['fleiss_kappa'])} "
-        f"| {a['items_with_2plus']} |",
+        "| measure | agreement | Cohen's kappa (mean over annotator pairs) | fewest items a pair shares "
+        "| Fleiss' kappa | items with 2+ annotators |",
+        "|---|---|---|---|---|---|",
+        f"| acceptability | {_fmt(a['agreement'])} | {_fmt(a['cohen_kappa'])} | {a.get('fewest_shared_items', '-')} "
+        f"| {_fmt(a['fleiss_kappa'])} | {a['items_with_2plus']} |",
         f"| pairwise preference (ties count half) | {_fmt(p['agreement_ties_half'])} | {_fmt(p['cohen_kappa'])} "
-        f"| {_fmt(p['fleiss_kappa'])} | {p['items_with_2plus']} |",
+        f"| {p.get('fewest_shared_items', '-')} | {_fmt(p['fleiss_kappa'])} | {p['items_with_2plus']} |",
     ]
+    for what, part in (("acceptability", a), ("pairwise preference", p)):
+        if part.get("warning"):
+            lines += ["", f"**Warning ({what}):** {part['warning']}."]
     spl = table.get("system_level_pearson")
     if spl:
         lines += ["", "### Human vs LLM judge: system-level Pearson per language", "",

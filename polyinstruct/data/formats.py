@@ -293,8 +293,10 @@ FORMATS.register("oasst1", Format("oasst1", lambda r: oasst.is_flat_row(r) or is
                                   "OpenAssistant OASST1 message table or *.trees.jsonl; top-ranked path or all paths"))
 FORMATS.register("dolly", Format("dolly", lambda r: "instruction" in r and "response" in r, convert_dolly,
                                  "Dolly instruction/context/response/category"))
-FORMATS.register("alpaca", Format("alpaca", lambda r: "instruction" in r and "output" in r, convert_alpaca,
-                                  "Alpaca instruction/input/output (optional system, history)"))
+# prompt-only Alpaca rows (instruction/input, no output: evaluation prompts) are detected too
+FORMATS.register("alpaca", Format("alpaca", lambda r: "instruction" in r and (
+    "output" in r or not {"response", "context"} & set(r)), convert_alpaca,
+    "Alpaca instruction/input/output (optional system, history; output optional for prompts)"))
 FORMATS.register("flan", Format("flan", lambda r: "inputs" in r and "targets" in r, convert_flan,
                                 "FLAN-style inputs/targets"))
 FORMATS.register("prompt_completion", Format("prompt_completion", lambda r: "prompt" in r and "completion" in r,

@@ -12,7 +12,9 @@ Backends (``EVAL_BACKENDS``):
 - ``openai``: lm-eval's ``local-completions`` client against any OpenAI-compatible
   ``/v1/completions`` endpoint (``polyinstruct serve`` included); the server applies no
   template to completions, so chat-style prompts are rendered here with the model's template
-  when ``--template`` names one.
+  when ``--template`` names one. Token ids go out with BOS first exactly when the model's
+  tokenizer adds BOS to text (Gemma, Llama; read from the local tokenizer or the server's
+  ``/tokenize``), as the ``hf`` backend scores them; lm-eval's own default sends none.
 """
 
 from __future__ import annotations
@@ -155,6 +157,26 @@ def load_openai(model: str, *, base_url: str | None = None, template: str | None
 
         fmt = resolve_prompt_format(None, None, template)
 
+    kw: dict[str, Any] = {"base_url": base_url, "model": model, "batch_size": batch_size}
+    bos_id: int | None = None
+    if tokenizer:  # a local tokenizer: token-id prompts, likelihood tasks work
+        from transformers import AutoTokenizer
+
+        from polyinstruct.templates.tokenize import tokenizer_adds_bos
+
+        kw.update(tokenizer_backend="huggingface", tokenizer=tokenizer)
+        kw["add_bos_token"] = tokenizer_adds_bos(AutoTokenizer.from_pretrained(tokenizer))
+    else:
+        from lm_eval.utils import check_remote_tokenizer_support
+
+        if check_remote_tokenizer_support(base_url):  # the server's tokenizer endpoints
+            kw["tokenizer_backend"] = "remote"
+            bos_id = remote_bos_id(base_url)
+        else:  # text prompts: generation tasks only (the server tokenizes them, BOS included)
+            kw.update(tokenizer_backend=None, tokenized_requests=False)
+    if max_length:
+        kw["max_length"] = max_length
+
     class PolyCompletions(LocalCompletionsAPI):
         def apply_chat_template(self, chat_history, add_generation_prompt: bool = True):
             if fmt is None:
@@ -162,22 +184,37 @@ def load_openai(model: str, *, base_url: str | None = None, template: str | None
                                   "render templates for /v1/completions)", field="--template")
             return render_chat(fmt, chat_history, add_generation_prompt)
 
-    kw: dict[str, Any] = {"base_url": base_url, "model": model, "batch_size": batch_size}
-    if tokenizer:  # a local tokenizer: token-id prompts, likelihood tasks work
-        kw.update(tokenizer_backend="huggingface", tokenizer=tokenizer)
-    else:
-        from lm_eval.utils import check_remote_tokenizer_support
+        def tok_encode(self, string, *args, **kwargs):
+            # lm-eval's remote tokenizer never adds BOS; put it first as the model's tokenizer does
+            enc = super().tok_encode(string, *args, **kwargs)
+            if bos_id is None:
+                return enc
+            fix = lambda e: e if e and e[0] == bos_id else [bos_id, *e]  # noqa: E731
+            return fix(enc) if isinstance(string, str) else [fix(e) for e in enc]
 
-        if check_remote_tokenizer_support(base_url):  # the server's tokenizer endpoint
-            kw["tokenizer_backend"] = "remote"
-        else:  # text prompts: generation tasks only
-            kw.update(tokenizer_backend=None, tokenized_requests=False)
-    if max_length:
-        kw["max_length"] = max_length
     lm = PolyCompletions(**kw)
     source = "explicit" if fmt is not None else "none"
     return LoadedModel(lm=lm, name=model, template=fmt.name if fmt else "", template_source=source,
                        chat=_chat_choice(chat, source), info={"backend": "openai", "base_url": base_url})
+
+
+def remote_bos_id(base_url: str, timeout: float = 30) -> int | None:
+    """The BOS id when the server's tokenizer adds BOS to text (vLLM's and polyinstruct's
+    ``/tokenize`` with ``add_special_tokens``), else None."""
+    import requests
+
+    root = base_url.replace("/v1/completions", "").replace("/v1/chat/completions", "").rstrip("/")
+    try:
+        with_special = requests.post(f"{root}/tokenize", json={"prompt": "a", "add_special_tokens": True},
+                                     timeout=timeout).json().get("tokens") or []
+        without = requests.post(f"{root}/tokenize", json={"prompt": "a", "add_special_tokens": False},
+                                timeout=timeout).json().get("tokens") or []
+    except (requests.RequestException, ValueError) as e:
+        log.warning("could not ask %s/tokenize whether the model wants BOS (%s); sending ids as tokenized", root, e)
+        return None
+    if len(with_special) == len(without) + 1 and with_special[1:] == without:
+        return int(with_special[0])
+    return None
 
 
 def load_model(model: str, backend: str = "hf", **kw: Any) -> LoadedModel:

@@ -105,10 +105,11 @@ Say = Callable[[str], None]
 
 
 def run_cell_task(cfg_data: dict[str, Any], root: str, cell_name: str, model_path: str, run_id: str,
-                  progress: bool = False) -> dict[str, Any]:
+                  progress: bool = False, clock: float | None = None) -> dict[str, Any]:
     """Run (or resume) one cell in ``root/cells/<cell_name>``; return a :class:`CellOutcome` dict.
     Safe to call again after a crash: a retry of the same grid run (same ``run_id``) takes over
-    its own claim and resumes; a finished cell is skipped."""
+    its own claim and resumes; a finished cell is skipped. ``clock``: the run's start
+    (``time.monotonic`` in this process) so the cell's progress lines share the run's clock."""
     from polyinstruct.experiment import checks
     from polyinstruct.experiment.config import ExperimentConfig
     from polyinstruct.experiment.runner import _printer, _run_cell
@@ -126,7 +127,7 @@ def run_cell_task(cfg_data: dict[str, Any], root: str, cell_name: str, model_pat
     cdir.mkdir(parents=True, exist_ok=True)
     claim(cdir, run_id)
     checks.write_cell_fingerprint(cfg, cell, cdir)
-    say = _printer(progress)
+    say = _printer(progress, t0=clock)
     _run_cell(cfg, cell, cdir, rootp, model_path, rootp / "eval_prompts.jsonl", say, progress)
     write_json(cdir / "done.json", {"cell": cell.name, "finished_at": time.time(), "host": socket.gethostname(),
                                     "run_id": run_id, "attempts": _attempts(cdir),
@@ -268,7 +269,8 @@ class LocalExecutor(Executor):
         out = []
         for i, name in enumerate(cells, 1):
             say(f"[{i}/{len(cells)}] {name}")
-            out.append(run_cell_task(cfg_data, str(root), name, model_path, run_id, progress))
+            out.append(run_cell_task(cfg_data, str(root), name, model_path, run_id, progress,
+                                     clock=getattr(say, "t0", None)))
         return out
 
 

@@ -154,7 +154,10 @@ def _run_cell(cfg: ExperimentConfig, cell: Cell, cdir: Path, root: Path, model_p
             data_file = arm_file(_data_root(root, cell.size), cell.arm_name, cell.kind)
             from polyinstruct.experiment.checks import cell_train_config
 
-            train_cfg = cell_train_config(cfg, model=model_path, data=str(data_file), output_dir=str(run_dir))
+            # the model as the user named it (a packaged name or hub id is resolved again by train): the
+            # adapter records that name, not this machine's cache folder, so it loads elsewhere
+            train_cfg = cell_train_config(cfg, model=train_model_name(cfg.model, model_path), data=str(data_file),
+                                          output_dir=str(run_dir))
             procs = cfg.executor.train_processes()
             on = f", {procs} processes" if procs > 1 else ""
             say(f"  train {cell.name} on {data_file.name} ({cfg.method}{on})")
@@ -233,6 +236,12 @@ def _data_root(root: Path, size: int | None) -> Path:
     return root if not size else root / "sizes" / str(size)
 
 
+def train_model_name(given: str, resolved: str) -> str:
+    """What a cell trains from: the user's packaged name or hub id, or the resolved folder when
+    the user gave a path (made absolute there, so cells running elsewhere find it)."""
+    return resolved if Path(given).expanduser().exists() else given
+
+
 def _token_counter(model_path: str) -> Callable[[str], int] | None:
     try:
         from transformers import AutoTokenizer
@@ -287,9 +296,11 @@ class _printer:
     """Prints (or logs) progress lines with the elapsed time, and adds up the seconds spent after
     each kind of line (``train``, ``predict``, ``score``, ``[model]``...) into ``totals``."""
 
-    def __init__(self, progress: bool):
-        self.progress, self.t0 = progress, time.monotonic()
-        self.last, self.label, self.totals = self.t0, None, {}
+    def __init__(self, progress: bool, t0: float | None = None):
+        # t0: the run's start, so a cell's lines share the run's one clock (time.monotonic of this process)
+        now = time.monotonic()
+        self.progress, self.t0 = progress, t0 if t0 is not None else now
+        self.last, self.label, self.totals = now, None, {}
 
     def _account(self) -> float:
         now = time.monotonic()

@@ -64,9 +64,10 @@ def _load(args: argparse.Namespace):
 def _run_predict(args: argparse.Namespace) -> int:
     from polyinstruct.infer.predict import predict
 
-    out = predict(args.data, _load(args), args.out, decoding=_params(args), batch_size=args.batch_size,
-                  limit=args.limit, chunk_size=args.chunk_size, progress=not args.no_progress, data_format=args.format,
-                  model_name=args.model_name or args.model)
+    # the model by name: predict reads and checks the data first, then loads it (a data error costs no load)
+    out = predict(args.data, args.model, args.out, backend=args.backend, backend_kwargs=_backend_kwargs(args),
+                  decoding=_params(args), batch_size=args.batch_size, limit=args.limit, chunk_size=args.chunk_size,
+                  progress=not args.no_progress, data_format=args.format, model_name=args.model_name or args.model)
     print(out)
     return 0
 
@@ -95,11 +96,15 @@ def _run_serve(args: argparse.Namespace) -> int:
     check_limits(max_prompts_per_request=args.max_prompts_per_request, max_queued_tokens=args.max_queued_tokens,
                  max_queue=args.max_queue, max_tokens_limit=args.max_tokens_limit,
                  max_request_bytes=args.max_request_bytes)
+    if args.threads is not None:
+        from polyinstruct.infer.serve import set_threads
+
+        set_threads(args.threads)  # before loading: the model's first forward uses them
     backend = _load(args)
     serve(backend, host=args.host, port=args.port, model_name=args.model_name or getattr(backend, "model_name", None),
           api_key=api_key, max_tokens_limit=args.max_tokens_limit, batch_size=args.batch_size,
           max_request_bytes=args.max_request_bytes, max_prompts_per_request=args.max_prompts_per_request,
-          max_queued_tokens=args.max_queued_tokens, max_queue=args.max_queue)
+          max_queued_tokens=args.max_queued_tokens, max_queue=args.max_queue, add_bos=args.add_bos)
     return 0
 
 
@@ -139,4 +144,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="prompt + max_tokens summed over all admitted, unfinished prompts; a request above it is "
                         "a 400, one that does not fit now a 503 (default 131072)")
     p.add_argument("--max-queue", type=int, default=256, help="prompts waiting for the model (default 256)")
+    p.add_argument("--threads", type=int, help="CPU threads for the model (default: torch's, all cores)")
+    p.add_argument("--add-bos", choices=("auto", "never"), default="auto",
+                   help="token-id prompts lacking BOS get it first when the model's tokenizer adds BOS to text "
+                        "(auto, the default; lm-eval's local-completions sends ids without it), or are used "
+                        "exactly as sent (never, as vLLM does)")
     p.set_defaults(func=_run_serve)

@@ -56,7 +56,22 @@ def annotator_agreement(rows: Iterable[dict[str, Any]], field: str = "score") ->
         agree = pairwise_agreement(la, lb) if field == "preference" else exact_agreement(la, lb)
         pairs.append({"annotators": [x, y], "n": len(common), "agreement": agree, "kappa": cohen_kappa(la, lb)})
     mean = lambda key: (sum(p[key] for p in pairs if p[key] is not None) / len(pairs)) if pairs else None  # noqa: E731
-    return {"pairs": pairs, "agreement": mean("agreement"), "kappa": mean("kappa")}
+    fewest = min((p["n"] for p in pairs), default=0)
+    out = {"pairs": pairs, "agreement": mean("agreement"), "kappa": mean("kappa"), "fewest_shared_items": fewest}
+    if pairs and fewest < MIN_KAPPA_ITEMS:
+        out["warning"] = few_items_warning(fewest)
+    return out
+
+
+# Below this many items rated by both annotators of a pair, agreement and kappa say little (one
+# shared item gives kappa 1.0 or undefined); the figure is reported with this warning.
+MIN_KAPPA_ITEMS = 10
+
+
+def few_items_warning(n: int) -> str:
+    return (f"only {n} item{'s' if n != 1 else ''} rated by both annotators of a pair: agreement and Cohen's kappa "
+            f"rest on too few items to mean much (1 shared item gives kappa 1.0); aim for {MIN_KAPPA_ITEMS}+ "
+            f"shared items per annotator pair")
 
 
 def load_human_scores(path: str) -> list[dict[str, Any]]:

@@ -17,9 +17,9 @@ from polyinstruct.report.load import ExperimentData, load_experiment
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans","DejaVu Sans","Noto Sans Bengali","Noto Sans CJK SC","Noto Sans CJK JP","Noto Sans SC","Droid Sans Fallback",sans-serif;max-width:1500px;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.6em}h2{margin-top:1.6em;border-bottom:1px solid #ddd;padding-bottom:.2em}
-table{border-collapse:collapse;margin:.6em 0;font-size:.85em;display:block;overflow-x:auto;max-width:100%}
-th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right;vertical-align:top;white-space:nowrap}
-th:first-child,td:first-child{text-align:left}
+table{border-collapse:collapse;margin:.6em 0;font-size:.85em;max-width:100%}
+th,td{border:1px solid #ccc;padding:.3em .5em;text-align:right;vertical-align:top}
+th:first-child,td:first-child{text-align:left;white-space:nowrap}
 thead th{background:#f3f4f6}
 img{max-width:100%;border:1px solid #eee;margin:.4em 0}
 .sample td{text-align:left;white-space:pre-wrap;max-width:320px}
@@ -32,7 +32,9 @@ pre{background:#f6f8fa;padding:.6em;overflow-x:auto;font-size:.85em}
 
 def _sections(data: ExperimentData, out_dir: Path) -> list[tuple[str, str, list, list | None, Path | None]]:
     """(title, explanation, header, rows, image) for each section present in the data."""
-    out: list = []
+    from polyinstruct.report.summary import summary_sections  # what the intervals say, where answers went
+
+    out: list = summary_sections(data)
     paired_ok: list[str] = []
     for m in tables.metrics(data):
         ivs = tables.metric_intervals(data, m)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,8 +140,10 @@ def data_budget_table(data: ExperimentData) -> tuple[list[str], list[list[str]]]
     totals = data.data_budget.get("totals") or {}
     unit = data.data_budget.get("unit", "tokens")
     header = ["arm", "examples", f"{unit} (prompt + response)"]
+    trained = set(data.cells)  # the recipe builds every arm (mono-* too); list the ones this grid trained
     # "length" since budget.json names its unit; "tokens" in files written before that
-    return header, [[arm, f"{t['examples']:,}", f"{t.get('length', t.get('tokens', 0)):,}"] for arm, t in totals.items()]
+    return header, [[arm, f"{t['examples']:,}", f"{t.get('length', t.get('tokens', 0)):,}"] for arm, t in totals.items()
+                    if not trained or arm in trained]
 
 
 def samples(data: ExperimentData, per_language: int = 1, max_chars: int = 400) -> list[dict[str, Any]]:
@@ -172,8 +175,22 @@ def to_markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+_BRACKETS = re.compile(r"\[[^\]]*\]|\([^)]*\)")
+
+
+def _cell(text: str) -> str:
+    """Escaped cell text whose ``[low, high]`` interval (or ``(n=4)``) never breaks inside, so a wide
+    table wraps each cell between the estimate and its interval instead of overflowing the page."""
+    out, pos = [], 0
+    for m in _BRACKETS.finditer(text):
+        out += [html.escape(text[pos:m.start()]), html.escape(m.group(0)).replace(" ", "&nbsp;")]
+        pos = m.end()
+    out.append(html.escape(text[pos:]))
+    return "".join(out)
+
+
 def to_html(header: list[str], rows: list[list[str]], css_class: str | None = None) -> str:
-    th = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    trs = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    th = "".join(f"<th>{_cell(str(h))}</th>" for h in header)
+    trs = "".join("<tr>" + "".join(f"<td>{_cell(str(c))}</td>" for c in row) + "</tr>" for row in rows)
     cls = f" class='{css_class}'" if css_class else ""
     return f"<table{cls}><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"

@@ -1,4 +1,4 @@
-"""CLI: ``polyinstruct template`` (list/show/save) and ``polyinstruct tokenize``."""
+"""CLI: ``polyinstruct template`` (list/show) and ``polyinstruct tokenize``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("template", help="list, render or save chat templates")
+    p = subparsers.add_parser("template", help="list chat templates, or render a conversation with one (show --save writes its YAML)")
     sub = p.add_subparsers(dest="template_command", metavar="ACTION")
     ls = sub.add_parser("list", help="built-in template names")
     ls.set_defaults(func=_list)

@@ -30,6 +30,16 @@ TRAIN_ON = ("all", "last")
 TRUNCATION = ("turn", "drop")
 
 
+def tokenizer_adds_bos(tok: Any) -> bool:
+    """Whether ``tok(text)`` starts with the BOS token by default (Gemma, Llama: yes; GPT-2, Qwen: no):
+    the model was trained with BOS first, so every prompt it scores or continues should have it."""
+    bos_id = getattr(tok, "bos_token_id", None)
+    if bos_id is None:
+        return False
+    ids = tok("a")["input_ids"]
+    return len(ids) > 0 and ids[0] == bos_id
+
+
 @dataclass(frozen=True)
 class TokenizerInfo:
     """Facts about a tokenizer that tokenization depends on, probed once."""

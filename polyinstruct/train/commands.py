@@ -48,5 +48,8 @@ def _validate(args) -> int:
 def _merge(args) -> int:
     from polyinstruct.train.merge import merge_adapter
 
-    print(merge_adapter(args.adapter, args.out, base_model=args.base_model, dtype=args.dtype))
+    out = merge_adapter(args.adapter, args.out, base_model=args.base_model, dtype=args.dtype)
+    print(f"merged {args.adapter} into its base model ({args.dtype}): {out}\n"
+          f"load it with AutoModelForCausalLM.from_pretrained({str(out)!r}); its tokenizer carries the "
+          f"training chat template (tokenizer.apply_chat_template)")
     return 0

@@ -62,8 +62,16 @@ def merge_adapter(adapter_dir_or_run_dir: str | os.PathLike, out_dir: str | os.P
     tmp = out.parent / f".tmp-{out.name}"
     shutil.rmtree(tmp, ignore_errors=True)
     merged.save_pretrained(str(tmp), safe_serialization=True)
-    tokenizer.save_pretrained(str(tmp))
     run_template = adapter.parent / "template.yaml"
+    if not getattr(tokenizer, "chat_template", None) and run_template.exists():
+        # an adapter saved before tokenizers carried the training template: write it now
+        from polyinstruct.templates import load_template
+        from polyinstruct.templates.hf_template import attach_chat_template
+
+        tpl = load_template(run_template, tokenizer)
+        if tpl.spec.kind != "jinja":
+            attach_chat_template(tpl, tokenizer)
+    tokenizer.save_pretrained(str(tmp))
     if adapter.name == "adapter" and run_template.exists():
         shutil.copy2(run_template, tmp / "template.yaml")
     if out.exists():

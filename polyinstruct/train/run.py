@@ -146,6 +146,10 @@ def _train(cfg: TrainConfig, run_dir: Path, progress: bool) -> Path:
 
     tokenizer, n_added = load_tokenizer(_resolved(cfg.model), list(cfg.add_special_tokens))  # once
     template = load_template(cfg, tokenizer)  # once, on the final tokenizer
+    if template.spec.kind != "jinja":  # every saved tokenizer (checkpoints, adapter/, model/) prompts as trained
+        from polyinstruct.templates.hf_template import attach_chat_template
+
+        attach_chat_template(template, tokenizer)
     train_ex, val_ex, data_manifest = load_examples(cfg, tokenizer, template)
     lengths = [e["length"] for e in train_ex]
     plan = BatchPlan(len(train_ex), cfg.global_batch_size, cfg.micro_batch_size, acc.num_processes, cfg.seed,

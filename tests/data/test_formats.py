@@ -152,3 +152,24 @@ def test_oasst_errors_point_at_each_bad_row(tmp_path):
                                     f"{p}:4: text: message text is empty",
                                     f"{p}:3: replies: tree has no assistant reply (tree t1)".replace("t1)", "t2)")]
     assert stream.rows == 4 and stream.sink.total == 4
+
+
+def test_prompt_only_alpaca_rows_are_detected(tmp_path):
+    """Evaluation prompts in Alpaca's columns (instruction/input, no output) need no --format."""
+    assert detect_format({"instruction": "Translate", "input": "Bonjour"}) == "alpaca"
+    assert detect_format({"instruction": "Say hi", "response": "hi"}) == "dolly"
+    f = tmp_path / "prompts.jsonl"
+    f.write_text('{"instruction": "Translate", "input": "Bonjour"}\n', encoding="utf-8")
+    (rec,) = list(read_records(f, require_answer=False))
+    assert rec.messages[0].role == "user" and rec.messages[0].content.startswith("Translate")
+
+
+def test_predict_reports_a_data_error_before_loading_the_model(tmp_path, capsys):
+    from polyinstruct.cli import main
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "no known format"}\n', encoding="utf-8")
+    # a model that does not exist: the data error must come first (nothing was loaded)
+    assert main(["predict", str(tmp_path / "no-such-model"), "--data", str(bad), "--out", str(tmp_path / "o.jsonl")]) != 0
+    err = capsys.readouterr().err
+    assert "cannot detect the format" in err and "no-such-model" not in err

@@ -175,3 +175,33 @@ def test_lm_eval_local_completions_equals_hf_backend(plain_backend, varied_model
             assert math.isfinite(float(a))
             n += 1
     assert n == sum(len(r["doc"]["choices"]) for r in hf["samples"]["mc_parity"]) == 27
+
+
+def test_scoring_jobs_run_batched_in_one_forward_pass_with_the_same_logprobs(hf_backend, monkeypatch):
+    """lm-eval's likelihood requests (echo, max_tokens=1, logprobs=1) of one batch: one padded forward
+    pass for all of them (not one, or two, per prompt), the same numbers as scoring each alone, and the
+    greedy next token taken from that pass; a small logits budget splits the batch, same numbers."""
+    from polyinstruct.infer import logprobs as lp
+    from polyinstruct.infer.backend import DecodingParams
+
+    prompts = ["The sky is", "Объясните, почему небо голубое.", "Hi", "What is 12 times 7? It is"]
+    jobs = [lp.ScoreJob(hf_backend._encode(p), 1, echo=True, top=1) for p in prompts]
+    calls = []
+    handle = hf_backend.model.register_forward_hook(lambda m, a, k: calls.append(1))
+    try:
+        gens = lp.run_jobs(hf_backend, jobs, DecodingParams(max_new_tokens=1, do_sample=False))
+    finally:
+        handle.remove()
+    assert len(calls) == 1
+    for job, g in zip(jobs, gens):
+        ref, lps = _reference_logprobs(hf_backend, job.ids)
+        assert g.token_ids[:len(job.ids)] == job.ids and len(g.token_logprobs) == len(job.ids) + 1
+        for a, b in zip(g.token_logprobs[1:len(job.ids)], ref[1:]):
+            assert a == pytest.approx(b, abs=1e-4)
+        greedy = lps[-1].argmax().item()
+        assert g.token_ids[-1] == greedy and g.token_logprobs[-1] == pytest.approx(lps[-1].max().item(), abs=1e-4)
+    monkeypatch.setattr(lp, "MAX_LOGIT_ELEMENTS", 1)  # one row per pass
+    again = lp.run_jobs(hf_backend, jobs, DecodingParams(max_new_tokens=1, do_sample=False))
+    for g, h in zip(gens, again):
+        assert g.token_ids == h.token_ids
+        assert g.token_logprobs[1:] == pytest.approx(h.token_logprobs[1:], abs=1e-4)

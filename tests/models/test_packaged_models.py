@@ -68,3 +68,23 @@ def test_gguf_is_parsed_once_per_conversion(monkeypatch, tmp_path):
     assert gguf.GGUFReader is FakeReader  # restored afterwards
     gguf.GGUFReader(str(f))
     assert len(made) == 3
+
+
+def test_a_hub_id_without_network_fails_at_once_with_one_clear_error(monkeypatch):
+    """Offline, a hub id used to cost minutes of retries and dozens of warnings; now one check."""
+    import time
+
+    from polyinstruct.models import resolve
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(resolve, "hub_reachable", lambda: False)
+    monkeypatch.setattr(resolve, "_cached_snapshot", lambda repo: None)
+    t0 = time.monotonic()
+    with pytest.raises(PolyinstructError, match="cannot be reached.*HF_HUB_OFFLINE=1"):
+        resolve.resolve_model_path("someone/not-cached-model")
+    assert time.monotonic() - t0 < 1
+    monkeypatch.setattr(resolve, "_cached_snapshot", lambda repo: "/cache/models--someone--m/snapshots/abc")
+    assert resolve.resolve_model_path("someone/m") == "/cache/models--someone--m/snapshots/abc"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert resolve.resolve_model_path("someone/m") == "someone/m"  # offline mode: transformers reads its cache
