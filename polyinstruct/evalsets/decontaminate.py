@@ -13,7 +13,8 @@ similarity; with a cross-lingual model also translations and paraphrases) and wr
 
 Evaluation sets (``against``): ``embedded`` (the project's 50 prompts in 8 languages), a
 conversation file in any format ``data`` reads (prompt-only records are fine), or a benchmark
-file in its publisher's layout: GSM8K ``test.jsonl`` (``question``/``answer``), MGSM
+file in its publisher's layout: GSM8K ``test.jsonl`` (``question``/``answer``, English unless a
+``language`` field says otherwise), MGSM
 ``mgsm_LANG.tsv`` (question TAB answer), BIG-Bench Hard ``TASK.json`` (``examples``:
 ``input``/``target``), or a folder of such files.
 """
@@ -83,8 +84,9 @@ def _benchmark_rows(path: Path) -> list[Text] | None:
                 if not isinstance(row.get(field), str):
                     raise PolyinstructError(f"{path}:{n}: {field}: missing or not a string")
             rid = str(row.get("id", f"{path.stem}-{n}"))
-            out.append(Text(rid, row["question"], str(row.get("language", "")), "prompt", name))
-            out.append(Text(rid, row["answer"], str(row.get("language", "")), "reference", name))
+            lang = str(row.get("language") or "en")  # GSM8K's layout is English
+            out.append(Text(rid, row["question"], lang, "prompt", name))
+            out.append(Text(rid, row["answer"], lang, "reference", name))
         return out
     return None
 
