@@ -46,8 +46,12 @@ def load_model_and_tokenizer(model_or_run: str | os.PathLike, *, device: str = "
 
 
 def pooled_hidden_states(model: Any, tokenizer: Any, sentences: Sequence[str], *, batch_size: int = 32,
-                         max_length: int = 128, progress: bool = False) -> np.ndarray:
-    """Mean-pooled hidden states, shape ``(layers + 1, len(sentences), hidden)`` (index 0: embeddings)."""
+                         max_length: int = 128, progress: bool = False, skip_first: bool = False) -> np.ndarray:
+    """Mean-pooled hidden states, shape ``(layers + 1, len(sentences), hidden)`` (index 0: embeddings).
+
+    ``skip_first``: leave the first token (the BOS, when the tokenizer adds one) out of the mean; it
+    still conditions the others. Its state is an attention sink with a huge norm in models such as
+    Gemma, which would otherwise dominate the mean of a short sentence."""
     import torch
 
     if not sentences:
@@ -86,7 +90,11 @@ def pooled_hidden_states(model: Any, tokenizer: Any, sentences: Sequence[str], *
             states = res.hidden_states
             if out is None:
                 out = np.zeros((len(states), len(ids), states[0].shape[-1]), dtype=np.float32)
-            m = mask.to(device).unsqueeze(-1).to(states[0].dtype)
+            pool = mask.clone()
+            if skip_first:
+                pool[:, 0] = 0
+                pool[pool.sum(dim=1) == 0, 0] = 1  # a one-token sentence keeps its token
+            m = pool.to(device).unsqueeze(-1).to(states[0].dtype)
             denom = m.sum(dim=1)
             for layer, h in enumerate(states):  # reduce as they come
                 out[layer, idx] = ((h * m).sum(dim=1) / denom).float().cpu().numpy()
