@@ -30,11 +30,19 @@ COMMAND_MODULES = [
     "polyinstruct.analysis.commands",
 ]
 
+# Subcommands a higher area adds to a lower area's command, as (module, command): the module's
+# ``register(subparsers)`` receives that command's subparsers, which the lower area's
+# ``register`` returns as ``{command: subparsers}``; so the lower area never imports the higher.
+SUBCOMMAND_MODULES = [
+    ("polyinstruct.evalsets.commands", "data"),  # data decontaminate
+]
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="polyinstruct", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    groups: dict = {}
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
@@ -42,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
             if e.name == name:  # area not built yet in this checkout
                 continue
             raise
-        module.register(sub)
+        groups.update(module.register(sub) or {})
+    for name, command in SUBCOMMAND_MODULES:
+        importlib.import_module(name).register(groups[command])
     return parser
 
 

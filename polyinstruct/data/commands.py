@@ -1,4 +1,4 @@
-"""``polyinstruct data {list,validate,convert,stats,mix,recipe,chunk,clean}``.
+"""``polyinstruct data {list,validate,convert,stats,mix,recipe,chunk,clean}`` (``decontaminate``: evalsets/commands.py).
 
 Each subcommand parses its arguments, calls one function of
 ``polyinstruct.data.api`` and prints the result.
@@ -122,7 +122,9 @@ def cmd_clean(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Any) -> dict[str, Any]:
+    """Add ``data`` and its actions; returns ``{"data": its subparsers}`` for higher areas' actions
+    (cli.SUBCOMMAND_MODULES: ``data decontaminate`` from evalsets)."""
     from polyinstruct.data.formats import FORMATS
 
     data = subparsers.add_parser("data", help="datasets: list, validate, convert, stats, mix, recipes")
@@ -227,3 +229,4 @@ def register(subparsers: Any) -> None:
     from polyinstruct.translate.commands import register_translate
 
     register_translate(sub)
+    return {"data": sub}
