@@ -122,7 +122,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Any) -> dict[str, Any]:
     from polyinstruct.data.formats import FORMATS
 
     data = subparsers.add_parser("data", help="datasets: list, validate, convert, stats, mix, recipes")
@@ -222,8 +222,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--tokenizer", default=None)
     common(p)
     p.set_defaults(func=cmd_clean)
-
-    # Lazy import: translation needs inference backends, which polyinstruct.data must not import.
-    from polyinstruct.translate.commands import register_translate
-
-    register_translate(sub)
+    # `data translate` is added by polyinstruct.translate (cli.GROUP_EXTENSIONS): translation needs
+    # inference backends, a layer above data.
+    return {"data": sub}

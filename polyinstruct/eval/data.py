@@ -15,16 +15,14 @@ import hashlib
 import json
 import logging
 import os
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from polyinstruct.errors import DataError, PolyinstructError
 from polyinstruct.fileio import write_json, write_jsonl
 from polyinstruct.registry import Registry
-
-if TYPE_CHECKING:
-    from polyinstruct.eval.tasks import BuildContext
 
 log = logging.getLogger(__name__)
 
@@ -217,3 +215,19 @@ def require(row: dict[str, Any], fields: tuple[str, ...], path: Path, line: int 
     for f in fields:
         if f not in row:
             raise DataError(f"missing field {f!r}", path=str(path), line=line, field=f)
+
+
+@dataclass
+class BuildContext:
+    """What a task's ``build`` needs: where data is and the run's options."""
+
+    data_dir: Path | None
+    work_dir: Path                      # OUT/_data: converted local copies live here
+    limit: int | None = None
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)   # task options (--task-option KEY=VALUE)
+    model: str = ""
+
+    def use_data(self, cfg: dict[str, Any], source: str, *, config: str | None = None,
+                 splits: dict[str, str] | None = None) -> dict[str, Any]:
+        """Point an lm-eval config at the local copy of ``source`` (see polyinstruct.eval.data)."""
+        return apply_source(cfg, source, self, config=config, splits=splits)

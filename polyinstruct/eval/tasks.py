@@ -8,11 +8,12 @@ from __future__ import annotations
 import copy
 import importlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from polyinstruct.errors import ConfigError, MissingDependencyError, UnknownNameError
+from polyinstruct.eval.data import BuildContext  # noqa: F401 - defined with the data it locates; re-exported
 from polyinstruct.registry import Registry, suggest
 
 log = logging.getLogger(__name__)
@@ -170,21 +171,3 @@ def lm_eval_group_tasks(group: str, folder: str | None = None) -> list[str]:
         else:
             out.append(name)
     return out
-
-
-@dataclass
-class BuildContext:
-    """What a task's ``build`` needs: where data is and the run's options."""
-
-    data_dir: Path | None
-    work_dir: Path                      # OUT/_data: converted local copies live here
-    limit: int | None = None
-    options: dict[str, Any] = field(default_factory=dict)   # task options (--task-option KEY=VALUE)
-    model: str = ""
-
-    def use_data(self, cfg: dict[str, Any], source: str, *, config: str | None = None,
-                 splits: dict[str, str] | None = None) -> dict[str, Any]:
-        """Point an lm-eval config at the local copy of ``source`` (see polyinstruct.eval.data)."""
-        from polyinstruct.eval.data import apply_source
-
-        return apply_source(cfg, source, self, config=config, splits=splits)

@@ -53,7 +53,7 @@ def _mergeable(adapter_dir: str) -> bool:
     return str(cfg.get("peft_type", "")).upper() in MERGEABLE_PEFT_TYPES
 
 
-def _split_adapter(path: str, adapter: str | None) -> tuple[str, str | None]:
+def split_adapter(path: str, adapter: str | None) -> tuple[str, str | None]:
     """Return (base model path, adapter path or None) for a model/adapter/run-dir path."""
     from polyinstruct.models.resolve import resolve_model_path
 
@@ -100,7 +100,7 @@ class HFBackend:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        base, adapter_dir = _split_adapter(str(path), adapter)
+        base, adapter_dir = split_adapter(str(path), adapter)
         tok_dir = adapter_dir if adapter_dir and (Path(adapter_dir) / "tokenizer_config.json").exists() else base
         want = _torch_dtype(dtype, device)
         # A LoRA-style adapter on a bf16/fp16 model: merge it in float32 first, then cast the merged

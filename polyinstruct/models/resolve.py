@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from polyinstruct.config import cache_dir
 from polyinstruct.errors import PolyinstructError
 
 # peft adapter types whose weights fold into the base model (merging); prompt-learning ones do not
@@ -19,8 +20,6 @@ MERGEABLE_PEFT_TYPES = frozenset({"LORA", "ADALORA", "IA3", "LOHA", "LOKR", "OFT
 def default_cache_dir() -> Path:
     """The cache root; prepared checkpoints live in its ``models/`` ($POLYINSTRUCT_CACHE_DIR,
     default ~/.cache/polyinstruct; see polyinstruct.config.cache_dir)."""
-    from polyinstruct.config import cache_dir
-
     return cache_dir()
 
 

@@ -31,7 +31,7 @@ def validate(config: "str | os.PathLike | dict | TrainConfig", overrides: list[s
     cfg = load_train_config(config, overrides)
     file = str(config) if isinstance(config, (str, os.PathLike)) else None
     preflight(cfg, file)
-    from polyinstruct.train.run import check_same_run, is_finished
+    from polyinstruct.train.fingerprint import check_same_run, is_finished
 
     check_same_run(cfg, Path(cfg.output_dir))  # a changed config for an existing run: train would refuse it
     try:

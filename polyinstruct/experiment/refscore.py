@@ -20,9 +20,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from polyinstruct.errors import DataError
+from polyinstruct.yamlio import load_yaml
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +31,7 @@ def _cells(root: Path) -> list[tuple[str, str, str, int | None, Path]]:
     cfg_path = root / "experiment.yaml"
     if not cfg_path.is_file():
         raise DataError("not an experiment directory (no experiment.yaml)", path=str(root))
-    cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
+    cfg = load_yaml(cfg_path)
     from polyinstruct.experiment.config import ExperimentConfig
 
     exp = ExperimentConfig.model_validate(cfg)
@@ -59,7 +58,7 @@ def reference_logprobs(experiment_dir: str | os.PathLike, *, template: str | Non
     from polyinstruct.models.resolve import resolve_model_path
 
     root = Path(experiment_dir)
-    cfg = yaml.safe_load((root / "experiment.yaml").read_text(encoding="utf-8")) if \
+    cfg = load_yaml(root / "experiment.yaml") if \
         (root / "experiment.yaml").is_file() else {}
     rows: list[dict[str, Any]] = []
     out_path = root / "analysis" / "ref_logprob.jsonl"
