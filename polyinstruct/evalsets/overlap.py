@@ -25,13 +25,14 @@ person to read.
 from __future__ import annotations
 
 import math
-import re
 import unicodedata
 from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable
 
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+from polyinstruct.lang.scripts import CJK, script_regex
+
+_CJK = script_regex(*CJK)
 
 SIMILARITY_THRESHOLD = 0.5
 CONTAINMENT_THRESHOLD = 0.75
