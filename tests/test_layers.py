@@ -2,7 +2,8 @@
 
 A source scan in the style of tests/test_no_code_from_disk.py: every import of a
 ``polyinstruct`` module (top level, inside functions, and lazy ``"polyinstruct.x.y"`` /
-``"polyinstruct.x.y:obj"`` strings handed to ``importlib`` or a lazy registry) is an arrow
+``"polyinstruct.x.y:obj"`` strings handed to ``importlib`` or a lazy registry; not the imports
+under ``if TYPE_CHECKING:``, which never run) is an arrow
 from one area (the first folder under ``polyinstruct/``) to another. An arrow may only
 point to an area in a lower layer of ``LAYERS``; areas in the same layer do not import each
 other. Within an area, files must not import each other in a cycle (lazy strings excepted: a
@@ -26,7 +27,8 @@ LAYERS: list[list[str]] = [
     ["lang"],
     ["data"],
     ["templates", "models"],
-    ["train", "infer"],
+    ["train"],
+    ["infer"],  # reads what train writes: run directories, and which adapters merge (train.methods)
     ["judge", "translate", "evalsets"],
     ["eval", "annotate", "analysis"],
     ["report"],
@@ -52,7 +54,11 @@ def read_imports(root: Path) -> list[tuple[str, str, int, list[str], bool]]:
     for mod, path in sorted(modules.items()):
         is_pkg = path.name == "__init__.py"
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and _is_type_checking(block.test)
+                       for stmt in block.body for n in ast.walk(stmt)}
         for node in ast.walk(tree):
+            if id(node) in typing_only:  # annotations only: never imported at run time
+                continue
             found: list[tuple[str, list[str]]] = []
             lazy = False
             if isinstance(node, ast.Import):
@@ -76,6 +82,11 @@ def read_imports(root: Path) -> list[tuple[str, str, int, list[str], bool]]:
                     if target in modules:
                         out.append((mod, target, node.lineno, names, lazy))
     return out
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
 def _area(mod: str) -> str:
@@ -192,6 +203,14 @@ def test_a_lazy_string_reference_counts_as_an_arrow(tmp_path):
         "high/b.py": "class Thing: ...\n",
     })
     assert any("low imports high" in p for p in layer_problems(root, LOW_HIGH))
+
+
+def test_type_checking_imports_do_not_count(tmp_path):
+    root = _tree(tmp_path, {
+        "low/a.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.high.b import T\n",
+        "high/b.py": "",
+    })
+    assert layer_problems(root, LOW_HIGH) == []
 
 
 def test_same_layer_relative_imports_file_cycles_and_private_names(tmp_path):

@@ -13,10 +13,6 @@ from pathlib import Path
 from polyinstruct.config import cache_dir
 from polyinstruct.errors import PolyinstructError
 
-# peft adapter types whose weights fold into the base model (merging); prompt-learning ones do not
-MERGEABLE_PEFT_TYPES = frozenset({"LORA", "ADALORA", "IA3", "LOHA", "LOKR", "OFT", "BOFT"})
-
-
 def default_cache_dir() -> Path:
     """The cache root; prepared checkpoints live in its ``models/`` ($POLYINSTRUCT_CACHE_DIR,
     default ~/.cache/polyinstruct; see polyinstruct.config.cache_dir)."""

@@ -11,7 +11,6 @@ places or resumability (``output_dir``, ``resume``, ``report_to``,
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
