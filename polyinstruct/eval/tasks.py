@@ -20,8 +20,9 @@ log = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install 'polyinstruct[eval]' (EleutherAI lm-evaluation-harness)"
 
-# Suite modules register their tasks and suites on import; a module absent from this
-# checkout is skipped (the suite's tasks are then reported as unavailable).
+# Suite modules register their tasks and suites on import (the first time a task is resolved or
+# listed). A module that fails to import is a packaging mistake and fails loudly, never a
+# silently missing suite.
 SUITE_MODULES = [
     "polyinstruct.eval.suites.tulu",
     "polyinstruct.eval.humaneval",
@@ -68,18 +69,13 @@ _loaded = False
 
 
 def load_suites() -> None:
-    """Import every suite module present in this checkout (idempotent)."""
+    """Import every suite module (idempotent); an import error propagates."""
     global _loaded
     if _loaded:
         return
-    _loaded = True
     for name in SUITE_MODULES:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name != name:
-                raise
-            log.debug("eval suite module %s not present", name)
+        importlib.import_module(name)
+    _loaded = True
 
 
 def resolve_tasks(spec: str | list[str]) -> tuple[list[EvalTask], list[str]]:
