@@ -99,23 +99,28 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
     return n
 
 
-def iter_jsonl(path: str | os.PathLike, *, skip_bad: bool = False) -> Iterator[dict]:
+def iter_jsonl(path: str | os.PathLike, *, skip_bad: bool = False, complete_only: bool = True) -> Iterator[dict]:
     """Yield the JSON objects of a JSONL file (see ``iter_jsonl_numbered``)."""
-    for _line, row in iter_jsonl_numbered(path, skip_bad=skip_bad):
+    for _line, row in iter_jsonl_numbered(path, skip_bad=skip_bad, complete_only=complete_only):
         yield row
 
 
-def iter_jsonl_numbered(path: str | os.PathLike, *, skip_bad: bool = False) -> Iterator[tuple[int, dict]]:
+def iter_jsonl_numbered(path: str | os.PathLike, *, skip_bad: bool = False,
+                        complete_only: bool = True) -> Iterator[tuple[int, dict]]:
     """Yield ``(line number, object)`` for each line of a JSONL file.
 
-    A trailing partial line (a crash mid-append) is ignored. Any other line that is
-    not a JSON object is a ``DataError`` naming ``path:line``; with ``skip_bad`` (caches,
-    where a lost line only costs a recomputation) it is logged and skipped instead.
+    A trailing partial line (a crash mid-append) is ignored; with ``complete_only=False``
+    (files people write, whose last line may lack its newline) it is read like the others.
+    Any other line that is not a JSON object is a ``DataError`` naming ``path:line``; with
+    ``skip_bad`` (caches, where a lost line only costs a recomputation) it is logged and
+    skipped instead. A UTF-8 byte-order mark before the first line is ignored.
     """
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
-            if not raw.endswith(b"\n"):
+            if not raw.endswith(b"\n") and complete_only:
                 break
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
             if not raw.strip():
                 continue
             try:

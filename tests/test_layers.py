@@ -22,7 +22,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "polyinstruct"
 # Bottom to top: an area may import areas of lower layers only (the same order as docs/architecture.md).
 LAYERS: list[list[str]] = [
     ["errors"],
-    ["registry", "yamlio", "fileio", "stats"],
+    ["registry", "yamlio", "fileio", "stats", "progress"],
     ["config"],
     ["lang"],
     ["data"],

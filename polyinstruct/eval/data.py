@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from polyinstruct.errors import DataError, PolyinstructError
-from polyinstruct.fileio import write_json, write_jsonl
+from polyinstruct.fileio import iter_jsonl, write_json, write_jsonl
 from polyinstruct.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -177,21 +177,9 @@ def read_json_file(path: Path) -> Any:
 def read_jsonl_file(path: Path) -> list[dict[str, Any]]:
     """Every line of a JSONL file (the last one too, with or without a final newline)."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
+        return list(iter_jsonl(path, complete_only=False))
+    except OSError as e:
         raise DataError(f"cannot read: {e}", path=str(path)) from None
-    rows = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"invalid JSON ({e.msg})", path=str(path), line=lineno) from None
-        if not isinstance(row, dict):
-            raise DataError(f"expected a JSON object, got {type(row).__name__}", path=str(path), line=lineno)
-        rows.append(row)
-    return rows
 
 
 def squad_rows(path: Path) -> list[dict[str, Any]]:

@@ -309,10 +309,12 @@ def chrf_stderr(chrf: Any, hyps: list[str], refs: list[str]) -> float | None:
         return None
     import numpy as np
 
-    stats = np.asarray(chrf._extract_corpus_statistics(hyps, [refs]), dtype=float)
+    from polyinstruct.stats import chrf_from_statistics, chrf_statistics
+
+    stats = chrf_statistics(hyps, refs)
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     idx = rng.integers(0, len(hyps), size=(BOOTSTRAP_RESAMPLES, len(hyps)))
-    scores = [chrf._compute_score_from_stats(list(stats[i].sum(axis=0))).score for i in idx]
+    scores = [chrf_from_statistics(stats[i].sum(axis=0)) for i in idx]
     return float(np.std(scores, ddof=1))
 
 
