@@ -17,7 +17,8 @@ def register(sub) -> None:
     p.add_argument("--executor", default=None, help="where cells run: local | ray | slurm (sets executor.name; "
                    "docs/clusters.md)")
     p.set_defaults(func=_experiment)
-    q = sub.add_parser("quickstart", help="the built-in multilingual experiment (about 10 min on a laptop CPU)")
+    q = sub.add_parser("quickstart", help="the built-in multilingual experiment (about 5 min on an idle 2-core "
+                                          "CPU, see README)")
     q.add_argument("overrides", nargs="*", help="key=value overrides of the quickstart config")
     q.add_argument("--output-dir", default=None)
     q.add_argument("--print-config", action="store_true", help="print the quickstart config and exit")
