@@ -30,11 +30,13 @@ COMMAND_MODULES = [
     "polyinstruct.analysis.commands",
 ]
 
-# Subcommands a higher area adds to a lower area's command, as (module, command): the module's
-# ``register(subparsers)`` receives that command's subparsers, which the lower area's
-# ``register`` returns as ``{command: subparsers}``; so the lower area never imports the higher.
-SUBCOMMAND_MODULES = [
-    ("polyinstruct.evalsets.commands", "data"),  # data decontaminate
+# Subcommands an upper area adds to a lower area's group, so that the lower area never imports
+# the upper one (layers point down, docs/architecture.md): (group, "module:function(subparsers)").
+# A module's register() returns its groups as {name: subparsers}.
+GROUP_EXTENSIONS = [
+    ("data", "polyinstruct.translate.commands:register_translate"),
+    ("analyze", "polyinstruct.experiment.commands:register_refscore"),
+    ("data", "polyinstruct.evalsets.commands:register"),  # data decontaminate
 ]
 
 
@@ -43,16 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     groups: dict = {}
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name == name:  # area not built yet in this checkout
-                continue
-            raise
-        groups.update(module.register(sub) or {})
-    for name, command in SUBCOMMAND_MODULES:
-        importlib.import_module(name).register(groups[command])
+    for name in COMMAND_MODULES:  # an import error is a packaging mistake: it fails here, loudly
+        groups.update(importlib.import_module(name).register(sub) or {})
+    for group, target in GROUP_EXTENSIONS:
+        module, _, func = target.partition(":")
+        getattr(importlib.import_module(module), func)(groups[group])
     return parser
 
 

@@ -8,6 +8,7 @@ permissions; new ones get the usual ``0666 & ~umask`` (0644 under the common uma
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -67,6 +68,15 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
         raise
 
 
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """The sha256 hex digest of a file's bytes, read in chunks (the one file hash of polyinstruct)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
 def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
     with atomic_open(path) as f:
         json.dump(obj, f, ensure_ascii=False, indent=indent)
@@ -89,23 +99,28 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
     return n
 
 
-def iter_jsonl(path: str | os.PathLike, *, skip_bad: bool = False) -> Iterator[dict]:
+def iter_jsonl(path: str | os.PathLike, *, skip_bad: bool = False, complete_only: bool = True) -> Iterator[dict]:
     """Yield the JSON objects of a JSONL file (see ``iter_jsonl_numbered``)."""
-    for _line, row in iter_jsonl_numbered(path, skip_bad=skip_bad):
+    for _line, row in iter_jsonl_numbered(path, skip_bad=skip_bad, complete_only=complete_only):
         yield row
 
 
-def iter_jsonl_numbered(path: str | os.PathLike, *, skip_bad: bool = False) -> Iterator[tuple[int, dict]]:
+def iter_jsonl_numbered(path: str | os.PathLike, *, skip_bad: bool = False,
+                        complete_only: bool = True) -> Iterator[tuple[int, dict]]:
     """Yield ``(line number, object)`` for each line of a JSONL file.
 
-    A trailing partial line (a crash mid-append) is ignored. Any other line that is
-    not a JSON object is a ``DataError`` naming ``path:line``; with ``skip_bad`` (caches,
-    where a lost line only costs a recomputation) it is logged and skipped instead.
+    A trailing partial line (a crash mid-append) is ignored; with ``complete_only=False``
+    (files people write, whose last line may lack its newline) it is read like the others.
+    Any other line that is not a JSON object is a ``DataError`` naming ``path:line``; with
+    ``skip_bad`` (caches, where a lost line only costs a recomputation) it is logged and
+    skipped instead. A UTF-8 byte-order mark before the first line is ignored.
     """
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
-            if not raw.endswith(b"\n"):
+            if not raw.endswith(b"\n") and complete_only:
                 break
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
             if not raw.strip():
                 continue
             try:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Any, Callable, Hashable, Mapping, Sequence
 
 import numpy as np
@@ -280,3 +281,25 @@ def interval_from_replicates(estimate: float, replicates: Sequence[float], *, le
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(arr, [alpha, 1.0 - alpha])
     return Interval(float(estimate), float(low), float(high), int(arr.size), level, int(arr.size), seed)
+
+
+# --- chrF from per-sentence statistics -----------------------------------------------------------
+
+@lru_cache(maxsize=1)
+def _chrf_metric():
+    from sacrebleu.metrics import CHRF
+
+    return CHRF()  # sacrebleu's defaults: chrF2, character 6-grams
+
+
+def chrf_statistics(hypotheses: Sequence[str], references: Sequence[str]) -> np.ndarray:
+    """Per-sentence chrF statistics, one row per sentence pair. Summed over any subset of the rows
+    they give that subset's corpus chrF (:func:`chrf_from_statistics`), which is how sacrebleu's
+    own bootstrap resamples it. The one place polyinstruct uses sacrebleu's statistics API."""
+    stats = _chrf_metric()._extract_corpus_statistics(list(hypotheses), [list(references)])
+    return np.asarray(stats, dtype=float)
+
+
+def chrf_from_statistics(summed: np.ndarray) -> float:
+    """Corpus chrF (0-100) from summed :func:`chrf_statistics` rows."""
+    return float(_chrf_metric()._compute_score_from_stats(np.asarray(summed).tolist()).score)

@@ -15,7 +15,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "polyinstruct"
 # Reviewed exceptions: (file, what) -> why it cannot run code from user input.
 REVIEWED = {
-    ("polyinstruct/annotate/app.py", "jinja2 Environment"):
+    ("polyinstruct/annotate/web.py", "jinja2 Environment"):
         "renders only the package's own HTML templates (autoescape on); user text is data, never a template",
     ("polyinstruct/eval/_sandbox_init.py", "exec"):
         "code-execution benchmarks run generated programs on purpose, only inside the eval sandbox",

@@ -27,6 +27,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from polyinstruct.errors import PolyinstructError
+from polyinstruct.lang.languages import flores_code
 
 # The pooled states come from infer/hidden.py, shared with the cross-lingual overlap check (evalsets/overlap.py).
 from polyinstruct.infer.hidden import load_model_and_tokenizer, pooled_hidden_states, resolve_dtype  # noqa: F401
@@ -89,13 +90,8 @@ def load_pairs(languages: Iterable[str] | None = None, *, flores_dir: str | None
     return out
 
 
-_FLORES_CODES = {"en": "eng_Latn", "fr": "fra_Latn", "es": "spa_Latn", "ru": "rus_Cyrl", "bg": "bul_Cyrl",
-                 "zh": "zho_Hans", "bn": "ben_Beng", "no": "nob_Latn", "de": "deu_Latn", "fi": "fin_Latn",
-                 "cs": "ces_Latn"}
-
-
 def _flores_file(folder: Path, lang: str) -> Path:
-    code = _FLORES_CODES.get(lang, lang)
+    code = flores_code(lang) or lang
     for name in (f"{code}.devtest", f"{code}.dev", f"{lang}.devtest", f"{lang}.dev", f"{lang}.txt"):
         if (folder / name).is_file():
             return folder / name
@@ -181,9 +177,9 @@ def expand_models(specs: Sequence[str]) -> list[tuple[str, str]]:
             label, model = "", spec
         p = Path(model)
         if (p / "experiment.yaml").is_file() and (p / "cells").is_dir():
-            import yaml
+            from polyinstruct.yamlio import load_yaml
 
-            cfg = yaml.safe_load((p / "experiment.yaml").read_text(encoding="utf-8")) or {}
+            cfg = load_yaml(p / "experiment.yaml")
             if not cfg.get("model"):
                 raise PolyinstructError(f"{p / 'experiment.yaml'}: model: missing")
             prefix = f"{label}/" if label else ""

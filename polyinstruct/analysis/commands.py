@@ -114,18 +114,7 @@ def cmd_alignment(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_refscore(args: argparse.Namespace) -> int:
-    from polyinstruct.analysis.refscore import reference_logprobs
-
-    rows = reference_logprobs(args.experiment, progress=args.progress)
-    print("| cell | language | size | n | ref_logprob |\n|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['cell']} | {r['language']} | {r['size']} | {r['n']} | {r['ref_logprob']:.4f} |")
-    print(f"wrote {Path(args.experiment) / 'analysis' / 'ref_logprob.jsonl'}")
-    return 0
-
-
-def register(subparsers) -> None:
+def register(subparsers) -> dict:
     p = subparsers.add_parser("analyze", help="scaling laws, budget allocation, layer-wise alignment")
     sub = p.add_subparsers(dest="analyze_command", metavar="ANALYSIS")
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
@@ -159,11 +148,6 @@ def register(subparsers) -> None:
     a.add_argument("--out", default=None, help="write the mixture config (YAML) for `polyinstruct data mix`")
     a.set_defaults(func=cmd_allocate)
 
-    r = sub.add_parser("refscore", help="mean log-probability of the reference answers per cell and language")
-    r.add_argument("experiment", help="experiment directory (cells with a model and eval prompts)")
-    r.add_argument("--progress", action="store_true")
-    r.set_defaults(func=cmd_refscore)
-
     g = sub.add_parser("alignment", help="layer-wise cross-lingual alignment of one or more models")
     g.add_argument("models", nargs="+", metavar="MODEL_OR_RUN",
                    help="model paths, packaged names, run dirs, or an experiment dir (its base and trained cells); "
@@ -179,3 +163,5 @@ def register(subparsers) -> None:
     g.add_argument("--out", default="runs/alignment", help="output folder")
     g.add_argument("--progress", action="store_true")
     g.set_defaults(func=cmd_alignment)
+    # `analyze refscore` is added by polyinstruct.experiment (cli.GROUP_EXTENSIONS): it reads experiment configs.
+    return {"analyze": sub}

@@ -9,24 +9,9 @@ character counts as a word; characters exclude whitespace.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Iterable, Mapping
 
-# Scripts written without spaces between words: each character counts as a word.
-_NO_SPACE = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u0e00-\u0e7f\u0e80-\u0eff"
-                       "\u1780-\u17ff\u1000-\u109f\U00020000-\U0002a6df]")
-
-
-def count_words(text: str) -> int:
-    n = 0
-    for chunk in text.split():
-        spaced = _NO_SPACE.sub(" ", chunk)
-        n += len(_NO_SPACE.findall(chunk)) + len(spaced.split())
-    return n
-
-
-def count_chars(text: str) -> int:
-    return sum(1 for ch in text if not ch.isspace())
+from polyinstruct.lang.scripts import count_chars, count_words  # noqa: F401 - the one counter, re-exported
 
 
 class FertilityAccumulator:

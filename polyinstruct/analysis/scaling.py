@@ -9,7 +9,6 @@ goodness of fit, leave-one-size-out errors, bands), ``scaling.md`` and
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,7 +17,7 @@ import numpy as np
 
 from polyinstruct.analysis.laws import LAWS, FitError, bootstrap_fit
 from polyinstruct.errors import DataError
-from polyinstruct.fileio import atomic_open, write_json
+from polyinstruct.fileio import atomic_open, iter_jsonl_numbered, write_json
 
 DEFAULT_LAWS = ("log", "power")
 
@@ -36,15 +35,7 @@ def read_points(source: str | os.PathLike, metric: str, *, arm: str | None = Non
                 languages: Sequence[str] | None = None) -> tuple[dict[str, list[tuple[float, float]]], str | None]:
     """``{language: [(size, score), ...]}`` from results rows; returns the arm used too."""
     path = results_path(source)
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append((n, json.loads(line)))
-            except json.JSONDecodeError as e:
-                raise DataError(f"not valid JSON ({e.msg})", path=str(path), line=n) from None
+    rows = list(iter_jsonl_numbered(path, complete_only=False))
     sized = [(n, r) for n, r in rows if r.get("size") is not None]
     if not sized:
         raise DataError("the results have no size axis (no 'size' field): give the experiment `sizes:` "

@@ -1,4 +1,4 @@
-"""``polyinstruct data {list,validate,convert,stats,mix,recipe,chunk,clean}`` (``decontaminate``: evalsets/commands.py).
+"""``polyinstruct data {list,validate,convert,stats,mix,recipe,chunk,clean}``.
 
 Each subcommand parses its arguments, calls one function of
 ``polyinstruct.data.api`` and prints the result.
@@ -124,7 +124,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> dict[str, Any]:
     """Add ``data`` and its actions; returns ``{"data": its subparsers}`` for higher areas' actions
-    (cli.SUBCOMMAND_MODULES: ``data decontaminate`` from evalsets)."""
+    (cli.GROUP_EXTENSIONS: ``data translate``, ``data decontaminate``)."""
     from polyinstruct.data.formats import FORMATS
 
     data = subparsers.add_parser("data", help="datasets: list, validate, convert, stats, mix, recipes")
@@ -224,9 +224,6 @@ def register(subparsers: Any) -> dict[str, Any]:
     p.add_argument("--tokenizer", default=None)
     common(p)
     p.set_defaults(func=cmd_clean)
-
-    # Lazy import: translation needs inference backends, which polyinstruct.data must not import.
-    from polyinstruct.translate.commands import register_translate
-
-    register_translate(sub)
+    # `data translate` is added by polyinstruct.translate (cli.GROUP_EXTENSIONS): translation needs
+    # inference backends, a layer above data.
     return {"data": sub}

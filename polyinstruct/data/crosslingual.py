@@ -14,12 +14,12 @@ from typing import Iterable, Sequence
 
 from polyinstruct.data.records import Conversation, Message
 from polyinstruct.errors import DataError
+from polyinstruct.lang.languages import english_name
 
 # Language names as they appear inside an instruction in each language.
 # ru: accusative adjective (used with "на ... язык"), ru_prep: prepositional ("на ... языке").
 LANGUAGE_NAMES: dict[str, dict[str, str]] = {
-    "en": {"en": "English", "fr": "French", "es": "Spanish", "ru": "Russian", "bg": "Bulgarian", "zh": "Chinese",
-           "bn": "Bengali", "no": "Norwegian", "de": "German"},
+    "en": {c: english_name(c) for c in ("en", "fr", "es", "ru", "bg", "zh", "bn", "no", "de")},  # lang.languages
     "fr": {"en": "anglais", "fr": "français", "es": "espagnol", "ru": "russe", "bg": "bulgare", "zh": "chinois",
            "bn": "bengali", "no": "norvégien", "de": "allemand"},
     "es": {"en": "inglés", "fr": "francés", "es": "español", "ru": "ruso", "bg": "búlgaro", "zh": "chino",

@@ -31,7 +31,7 @@ from typing import Any, Iterator, Sequence
 from polyinstruct.data.records import Conversation
 from polyinstruct.data.tokens import conversation_tokens, make_counter
 from polyinstruct.errors import ConfigError
-from polyinstruct.fileio import write_json
+from polyinstruct.fileio import sha256_file, write_json
 
 STRATEGIES = ("concat", "examples", "tokens", "languages")
 
@@ -207,8 +207,4 @@ def _largest_remainder(shares: list[float]) -> list[int]:
 
 
 def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return sha256_file(path)

@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from typing import Any, Iterable
 
 from polyinstruct.data.records import Conversation
-from polyinstruct.analysis.fertility import count_chars, count_words
+from polyinstruct.lang.scripts import count_chars, count_words
 from polyinstruct.data.tokens import make_counter
 
 COLUMNS = ("instances", "mean_rounds", "mean_prompt_length", "mean_completion_length")

@@ -1,20 +1,18 @@
 """Counting text length, in tokenizer tokens when a tokenizer is given, else in words.
 
-"Words" are whitespace-separated runs, except that each CJK/kana character
-counts as one word, so Chinese is not counted as a handful of giant "words".
-Budgets, stats, chunking and length filters all count through ``TokenCounter``
-so they agree with each other.
+"Words" are those of ``polyinstruct.lang.scripts.count_words``: whitespace-separated
+runs, except that each character of a script written without spaces (Chinese, Japanese
+kana, Thai, Lao, Khmer, Myanmar) counts as one word; Korean is written with spaces and
+counts by them. Budgets, stats, chunking, length filters and tokenizer fertility all
+count through here, so they agree with each other.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any, Callable, Protocol
 
 from polyinstruct.data.records import Conversation
-
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
-_WORD_RE = re.compile(f"[{_CJK}]|[^\\s{_CJK}]+")
+from polyinstruct.lang.scripts import count_words
 
 
 class TokenCounter(Protocol):
@@ -24,12 +22,12 @@ class TokenCounter(Protocol):
 
 
 class WordCounter:
-    """Words (CJK characters count one each). The default when no tokenizer is given."""
+    """Words (``lang.scripts.count_words``). The default when no tokenizer is given."""
 
     unit = "words"
 
     def __call__(self, text: str) -> int:
-        return len(_WORD_RE.findall(text))
+        return count_words(text)
 
 
 class TokenizerCounter:

@@ -15,16 +15,14 @@ import hashlib
 import json
 import logging
 import os
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from polyinstruct.errors import DataError, PolyinstructError
-from polyinstruct.fileio import write_json, write_jsonl
+from polyinstruct.fileio import iter_jsonl, write_json, write_jsonl
 from polyinstruct.registry import Registry
-
-if TYPE_CHECKING:
-    from polyinstruct.eval.tasks import BuildContext
 
 log = logging.getLogger(__name__)
 
@@ -179,21 +177,9 @@ def read_json_file(path: Path) -> Any:
 def read_jsonl_file(path: Path) -> list[dict[str, Any]]:
     """Every line of a JSONL file (the last one too, with or without a final newline)."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
+        return list(iter_jsonl(path, complete_only=False))
+    except OSError as e:
         raise DataError(f"cannot read: {e}", path=str(path)) from None
-    rows = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"invalid JSON ({e.msg})", path=str(path), line=lineno) from None
-        if not isinstance(row, dict):
-            raise DataError(f"expected a JSON object, got {type(row).__name__}", path=str(path), line=lineno)
-        rows.append(row)
-    return rows
 
 
 def squad_rows(path: Path) -> list[dict[str, Any]]:
@@ -217,3 +203,19 @@ def require(row: dict[str, Any], fields: tuple[str, ...], path: Path, line: int 
     for f in fields:
         if f not in row:
             raise DataError(f"missing field {f!r}", path=str(path), line=line, field=f)
+
+
+@dataclass
+class BuildContext:
+    """What a task's ``build`` needs: where data is and the run's options."""
+
+    data_dir: Path | None
+    work_dir: Path                      # OUT/_data: converted local copies live here
+    limit: int | None = None
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)   # task options (--task-option KEY=VALUE)
+    model: str = ""
+
+    def use_data(self, cfg: dict[str, Any], source: str, *, config: str | None = None,
+                 splits: dict[str, str] | None = None) -> dict[str, Any]:
+        """Point an lm-eval config at the local copy of ``source`` (see polyinstruct.eval.data)."""
+        return apply_source(cfg, source, self, config=config, splits=splits)

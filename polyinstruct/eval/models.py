@@ -118,10 +118,10 @@ def load_vllm(model: str, *, template: str | None = None, chat: str | bool = "au
             from None
     from transformers import AutoTokenizer
 
-    from polyinstruct.infer.hf import _split_adapter
+    from polyinstruct.infer.hf import split_adapter
     from polyinstruct.infer.prompting import resolve_prompt_format
 
-    base, adapter = _split_adapter(str(model), None)
+    base, adapter = split_adapter(str(model), None)
     tok = AutoTokenizer.from_pretrained(adapter or base)
     fmt = resolve_prompt_format(model, tok, template)
 

@@ -28,6 +28,8 @@ from collections import Counter
 from decimal import Decimal
 from typing import Any, Iterable
 
+from polyinstruct.lang.scripts import script_regex
+
 _NUM = re.compile(r"[-+]?\d*\.\d+|\d+")  # Tulu's GSM8K number pattern
 
 
@@ -145,10 +147,11 @@ _PUNCT = {chr(i) for i in range(sys.maxunicode + 1) if unicodedata.category(chr(
     | set(string.punctuation)
 
 
+_HAN_KANA = script_regex("Han", "Hira", "Kana")
+
+
 def _is_cjk(ch: str) -> bool:
-    cp = ord(ch)
-    return (0x4E00 <= cp <= 0x9FFF or 0x3400 <= cp <= 0x4DBF or 0x20000 <= cp <= 0x2A6DF
-            or 0xF900 <= cp <= 0xFAFF or 0x2F800 <= cp <= 0x2FA1F or 0x3040 <= cp <= 0x30FF)
+    return _HAN_KANA.match(ch) is not None
 
 
 # Articles removed per language, as MLQA's official script (mlqa_evaluation_v1.py, and lm-eval's

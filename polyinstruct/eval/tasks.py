@@ -8,19 +8,21 @@ from __future__ import annotations
 import copy
 import importlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from polyinstruct.errors import ConfigError, MissingDependencyError, UnknownNameError
+from polyinstruct.eval.data import BuildContext  # noqa: F401 - defined with the data it locates; re-exported
 from polyinstruct.registry import Registry, suggest
 
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install 'polyinstruct[eval]' (EleutherAI lm-evaluation-harness)"
 
-# Suite modules register their tasks and suites on import; a module absent from this
-# checkout is skipped (the suite's tasks are then reported as unavailable).
+# Suite modules register their tasks and suites on import (the first time a task is resolved or
+# listed). A module that fails to import is a packaging mistake and fails loudly, never a
+# silently missing suite.
 SUITE_MODULES = [
     "polyinstruct.eval.suites.tulu",
     "polyinstruct.eval.humaneval",
@@ -68,18 +70,13 @@ _loaded = False
 
 
 def load_suites() -> None:
-    """Import every suite module present in this checkout (idempotent)."""
+    """Import every suite module (idempotent); an import error propagates."""
     global _loaded
     if _loaded:
         return
-    _loaded = True
     for name in SUITE_MODULES:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name != name:
-                raise
-            log.debug("eval suite module %s not present", name)
+        importlib.import_module(name)
+    _loaded = True
 
 
 def resolve_tasks(spec: str | list[str]) -> tuple[list[EvalTask], list[str]]:
@@ -171,21 +168,3 @@ def lm_eval_group_tasks(group: str, folder: str | None = None) -> list[str]:
         else:
             out.append(name)
     return out
-
-
-@dataclass
-class BuildContext:
-    """What a task's ``build`` needs: where data is and the run's options."""
-
-    data_dir: Path | None
-    work_dir: Path                      # OUT/_data: converted local copies live here
-    limit: int | None = None
-    options: dict[str, Any] = field(default_factory=dict)   # task options (--task-option KEY=VALUE)
-    model: str = ""
-
-    def use_data(self, cfg: dict[str, Any], source: str, *, config: str | None = None,
-                 splits: dict[str, str] | None = None) -> dict[str, Any]:
-        """Point an lm-eval config at the local copy of ``source`` (see polyinstruct.eval.data)."""
-        from polyinstruct.eval.data import apply_source
-
-        return apply_source(cfg, source, self, config=config, splits=splits)

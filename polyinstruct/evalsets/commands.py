@@ -1,4 +1,4 @@
-"""``polyinstruct data decontaminate`` (registered under ``data`` by cli.SUBCOMMAND_MODULES, so that
+"""``polyinstruct data decontaminate`` (registered under ``data`` by cli.GROUP_EXTENSIONS, so that
 polyinstruct.data never imports this higher area)."""
 
 from __future__ import annotations

@@ -29,14 +29,16 @@ thresholds and what each step catches are in docs/experiments.md ("Evaluation da
 from __future__ import annotations
 
 import math
-import re
 import unicodedata
 from collections import Counter
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any, Iterable
 
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+from polyinstruct.lang.scripts import CJK, script_regex
+
+_CJK = script_regex(*CJK)
+
 SIMILARITY_THRESHOLD = 0.5
 CONTAINMENT_THRESHOLD = 0.75
 MIN_NGRAMS = 4

@@ -20,7 +20,6 @@ GitHub at a pinned commit into the cache folder.
 
 from __future__ import annotations
 
-import json
 import logging
 import urllib.error
 import urllib.request
@@ -28,6 +27,7 @@ from pathlib import Path
 
 from polyinstruct.data.records import Conversation, Message
 from polyinstruct.errors import ConfigError, DataError
+from polyinstruct.fileio import iter_jsonl_numbered
 
 log = logging.getLogger(__name__)
 
@@ -48,25 +48,16 @@ def parse_file(path: Path, lang: str) -> list[Conversation]:
     """Read one ``test_<lang>.jsonl``; a bad line is an error naming file, line and field."""
     out: list[Conversation] = []
     seen: set[str] = set()
-    with open(path, encoding="utf-8-sig") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"invalid JSON: {e.msg}", path=str(path), line=n) from None
-            if not isinstance(row, dict):
-                raise DataError("expected a JSON object", path=str(path), line=n)
-            for key in ("id", "prompt"):
-                if not isinstance(row.get(key), str) or not row[key].strip():
-                    raise DataError(f"missing or empty string {key!r}", path=str(path), line=n, field=key)
-            if row["id"] in seen:
-                raise DataError(f"duplicate id {row['id']!r}", path=str(path), line=n, field="id")
-            seen.add(row["id"])
-            out.append(Conversation(id=row["id"], messages=[Message("user", row["prompt"])], language=lang,
-                                    source=SOURCE_NAME, license=LICENSE,
-                                    meta={"study1_file": path.name, "study1_line": n}))
+    for n, row in iter_jsonl_numbered(path, complete_only=False):
+        for key in ("id", "prompt"):
+            if not isinstance(row.get(key), str) or not row[key].strip():
+                raise DataError(f"missing or empty string {key!r}", path=str(path), line=n, field=key)
+        if row["id"] in seen:
+            raise DataError(f"duplicate id {row['id']!r}", path=str(path), line=n, field="id")
+        seen.add(row["id"])
+        out.append(Conversation(id=row["id"], messages=[Message("user", row["prompt"])], language=lang,
+                                source=SOURCE_NAME, license=LICENSE,
+                                meta={"study1_file": path.name, "study1_line": n}))
     if not out:
         raise DataError("no prompts", path=str(path))
     return out

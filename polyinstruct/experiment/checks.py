@@ -94,10 +94,10 @@ def preflight(cfg: ExperimentConfig, root: Path, file: str | None = None) -> Non
 
 def _spec(spec: str) -> dict[str, Any]:
     """A dataset as written plus, for a file, its sha256 (a catalogue name is its own identity)."""
-    from polyinstruct.train.fingerprint import _sha256_file
+    from polyinstruct.fileio import sha256_file
 
     p = Path(spec)
-    return {"spec": spec, "sha256": _sha256_file(p) if p.is_file() else None}
+    return {"spec": spec, "sha256": sha256_file(p) if p.is_file() else None}
 
 
 def _judge_fields(cfg: ExperimentConfig) -> dict[str, Any] | None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import time
+from pathlib import Path
+from typing import Any
 
 
 def register(sub) -> None:
@@ -67,3 +70,22 @@ def _quickstart(args) -> int:
     print(f"quickstart finished in {time.time() - t0:.0f} s")
     print(f"report: {report.resolve()}")
     return 0
+
+
+def cmd_refscore(args: argparse.Namespace) -> int:
+    from polyinstruct.experiment.refscore import reference_logprobs
+
+    rows = reference_logprobs(args.experiment, progress=args.progress)
+    print("| cell | language | size | n | ref_logprob |\n|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['cell']} | {r['language']} | {r['size']} | {r['n']} | {r['ref_logprob']:.4f} |")
+    print(f"wrote {Path(args.experiment) / 'analysis' / 'ref_logprob.jsonl'}")
+    return 0
+
+
+def register_refscore(sub: Any) -> None:
+    """Add ``refscore`` to the ``polyinstruct analyze`` subcommands."""
+    r = sub.add_parser("refscore", help="mean log-probability of the reference answers per cell and language")
+    r.add_argument("experiment", help="experiment directory (cells with a model and eval prompts)")
+    r.add_argument("--progress", action="store_true")
+    r.set_defaults(func=cmd_refscore)

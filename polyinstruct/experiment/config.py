@@ -6,8 +6,69 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from polyinstruct.errors import UnknownNameError
 from polyinstruct.eval.experiment import BenchmarkSettings
-from polyinstruct.experiment.executors import ExecutorSettings
+from polyinstruct.registry import Registry
+
+# Where cells run (polyinstruct/experiment/executors.py), loaded on use: an Executor subclass per name.
+EXECUTORS: Registry[Any] = Registry("executor")
+EXECUTORS.register_lazy("local", "polyinstruct.experiment.executors:LocalExecutor")
+EXECUTORS.register_lazy("ray", "polyinstruct.experiment.executors:RayExecutor")
+EXECUTORS.register_lazy("slurm", "polyinstruct.experiment.executors:SlurmExecutor")
+
+class CellResources(BaseModel):
+    """What one cell asks of its executor (ignored by ``local``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gpus: int = Field(0, ge=0, description="GPUs per cell (Ray num_gpus, Slurm gpus_per_node)")
+    cpus: int = Field(1, ge=1, description="CPU cores per cell")
+    memory_gb: float | None = Field(None, gt=0, description="memory per cell (Ray memory, Slurm --mem)")
+
+
+class SlurmSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    partition: str | None = None
+    account: str | None = None
+    time_min: int = Field(240, ge=1, description="wall time per cell job; on timeout the job is requeued")
+    max_parallel: int | None = Field(None, ge=1, description="at most this many array tasks at once")
+    folder: str | None = Field(None, description="submitit logs and scripts (default: <output_dir>/slurm)")
+    setup: list[str] = Field(default_factory=list, description="shell lines run before the cell (module load...)")
+    additional: dict[str, Any] = Field(default_factory=dict, description="other #SBATCH options by name")
+    cluster: Literal["slurm", "local"] = Field("slurm", description="local: submitit's local executor (tests)")
+    poll_s: float = Field(5.0, gt=0, description="how often the grid's progress is refreshed")
+
+
+class ExecutorSettings(BaseModel):
+    """The ``executor:`` section of an experiment config (docs/clusters.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("local", description="local | ray | slurm (polyinstruct.experiment.executors.EXECUTORS)")
+    resources: CellResources = Field(default_factory=CellResources)
+    max_retries: int = Field(2, ge=0, description="retries of a failed or killed cell (each resumes)")
+    processes: int | None = Field(None, ge=1, description="training processes per cell (default: the cell's "
+                                  "GPUs if more than one, else 1 = in-process)")
+    accelerate_config: str | None = Field(None, description="accelerate config for multi-process cells "
+                                          "(DDP, DeepSpeed or FSDP; examples/train/accelerate_*.yaml)")
+    address: str | None = Field(None, description="ray: an existing cluster ('auto', 'ray://host:10001'); "
+                                "none: a local one started for the run")
+    workers: int | None = Field(None, ge=1, description="ray, local cluster: CPUs it offers (cells at once)")
+    slurm: SlurmSettings = Field(default_factory=SlurmSettings)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        try:
+            EXECUTORS.get(name)
+        except UnknownNameError as e:  # a ValueError for pydantic: the error names file and field
+            raise ValueError(str(e)) from None
+        return name
+
+    def train_processes(self) -> int:
+        return self.processes or (self.resources.gpus if self.resources.gpus > 1 else 1)
+
 
 ARM_KINDS = ("base", "multi", "multi-down", "en-only", "mono")
 

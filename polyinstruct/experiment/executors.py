@@ -16,227 +16,18 @@ works only through the experiment folder (a shared filesystem on a cluster), so 
 
 from __future__ import annotations
 
-import json
 import os
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from polyinstruct.errors import ConfigError, PolyinstructError
-from polyinstruct.registry import Registry
-
-CLAIM_FILE = "claim.json"
-
-
-class CellResources(BaseModel):
-    """What one cell asks of its executor (ignored by ``local``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    gpus: int = Field(0, ge=0, description="GPUs per cell (Ray num_gpus, Slurm gpus_per_node)")
-    cpus: int = Field(1, ge=1, description="CPU cores per cell")
-    memory_gb: float | None = Field(None, gt=0, description="memory per cell (Ray memory, Slurm --mem)")
-
-
-class SlurmSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    partition: str | None = None
-    account: str | None = None
-    time_min: int = Field(240, ge=1, description="wall time per cell job; on timeout the job is requeued")
-    max_parallel: int | None = Field(None, ge=1, description="at most this many array tasks at once")
-    folder: str | None = Field(None, description="submitit logs and scripts (default: <output_dir>/slurm)")
-    setup: list[str] = Field(default_factory=list, description="shell lines run before the cell (module load...)")
-    additional: dict[str, Any] = Field(default_factory=dict, description="other #SBATCH options by name")
-    cluster: Literal["slurm", "local"] = Field("slurm", description="local: submitit's local executor (tests)")
-    poll_s: float = Field(5.0, gt=0, description="how often the grid's progress is refreshed")
-
-
-class ExecutorSettings(BaseModel):
-    """The ``executor:`` section of an experiment config (docs/clusters.md)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field("local", description="local | ray | slurm (polyinstruct.experiment.executors.EXECUTORS)")
-    resources: CellResources = Field(default_factory=CellResources)
-    max_retries: int = Field(2, ge=0, description="retries of a failed or killed cell (each resumes)")
-    processes: int | None = Field(None, ge=1, description="training processes per cell (default: the cell's "
-                                  "GPUs if more than one, else 1 = in-process)")
-    accelerate_config: str | None = Field(None, description="accelerate config for multi-process cells "
-                                          "(DDP, DeepSpeed or FSDP; examples/train/accelerate_*.yaml)")
-    address: str | None = Field(None, description="ray: an existing cluster ('auto', 'ray://host:10001'); "
-                                "none: a local one started for the run")
-    workers: int | None = Field(None, ge=1, description="ray, local cluster: CPUs it offers (cells at once)")
-    slurm: SlurmSettings = Field(default_factory=SlurmSettings)
-
-    @field_validator("name")
-    @classmethod
-    def _known(cls, name: str) -> str:
-        from polyinstruct.errors import UnknownNameError
-
-        try:
-            EXECUTORS.get(name)
-        except UnknownNameError as e:  # a ValueError for pydantic: the error names file and field
-            raise ValueError(str(e)) from None
-        return name
-
-    def train_processes(self) -> int:
-        return self.processes or (self.resources.gpus if self.resources.gpus > 1 else 1)
-
-
-class CellOutcome(BaseModel):
-    cell: str
-    status: Literal["done", "skipped"]
-    seconds: float = 0.0
-    host: str = ""
-
+from polyinstruct.errors import PolyinstructError
+from polyinstruct.experiment.cell import (CLAIM_FILE, CellBusyError, CellOutcome, claim,  # noqa: F401 - re-exported
+                                          launch_training, run_cell_task)
+from polyinstruct.experiment.config import EXECUTORS, CellResources, ExecutorSettings, SlurmSettings  # noqa: F401
 
 Say = Callable[[str], None]
-
-
-# ---------------------------------------------------------------------------------------------
-# the one cell task every executor runs
-
-
-def run_cell_task(cfg_data: dict[str, Any], root: str, cell_name: str, model_path: str, run_id: str,
-                  progress: bool = False, clock: float | None = None) -> dict[str, Any]:
-    """Run (or resume) one cell in ``root/cells/<cell_name>``; return a :class:`CellOutcome` dict.
-    Safe to call again after a crash: a retry of the same grid run (same ``run_id``) takes over
-    its own claim and resumes; a finished cell is skipped. ``clock``: the run's start
-    (``time.monotonic`` in this process) so the cell's progress lines share the run's clock."""
-    from polyinstruct.experiment import checks
-    from polyinstruct.experiment.config import ExperimentConfig
-    from polyinstruct.experiment.runner import _printer, _run_cell
-    from polyinstruct.fileio import write_json
-
-    cfg = ExperimentConfig.model_validate(cfg_data)
-    cell = next((c for c in cfg.cells() if c.name == cell_name), None)
-    if cell is None:
-        raise ConfigError(f"no cell named {cell_name!r} in this grid")
-    rootp = Path(root)
-    cdir = rootp / "cells" / cell.name
-    if (cdir / "done.json").exists():
-        return CellOutcome(cell=cell.name, status="skipped", host=socket.gethostname()).model_dump()
-    t0 = time.time()
-    cdir.mkdir(parents=True, exist_ok=True)
-    claim(cdir, run_id)
-    checks.write_cell_fingerprint(cfg, cell, cdir)
-    say = _printer(progress, t0=clock)
-    _run_cell(cfg, cell, cdir, rootp, model_path, rootp / "eval_prompts.jsonl", say, progress)
-    write_json(cdir / "done.json", {"cell": cell.name, "finished_at": time.time(), "host": socket.gethostname(),
-                                    "run_id": run_id, "attempts": _attempts(cdir),
-                                    "stage_seconds": say.finish()})
-    (cdir / CLAIM_FILE).unlink(missing_ok=True)
-    return CellOutcome(cell=cell.name, status="done", seconds=round(time.time() - t0, 1),
-                       host=socket.gethostname()).model_dump()
-
-
-class CellBusyError(PolyinstructError):
-    """Another grid run holds this cell's claim."""
-
-
-def claim(cdir: Path, run_id: str) -> None:
-    """Take the cell's claim (``O_EXCL``). A claim of the same run (a retry after a crash: the
-    engine starts it only once the earlier attempt is gone) or of a process on this host that no
-    longer exists is taken over; a live claim of another run raises :class:`CellBusyError`."""
-    path = cdir / CLAIM_FILE
-    me = {"run_id": run_id, "host": socket.gethostname(), "pid": os.getpid(), "claimed_at": time.time()}
-    for _ in range(3):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                held = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):  # vanished meanwhile or half written by a killed process
-                held = {}
-            stale = (held.get("run_id") == run_id or not held
-                     or (held.get("host") == me["host"] and not _alive(int(held.get("pid", 0)))))
-            if not stale:
-                raise CellBusyError(
-                    f"cell {cdir.name} is being run by another grid run (run {held.get('run_id')}, host "
-                    f"{held.get('host')}, pid {held.get('pid')}); if no such run is alive, delete {path}")
-            me["attempt"] = int(held.get("attempt", 1)) + 1
-            path.unlink(missing_ok=True)
-            continue
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"attempt": 1, **me}, f)
-        _log_attempt(cdir, me)
-        return
-    raise CellBusyError(f"could not claim cell {cdir.name}: {path} keeps reappearing")
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _log_attempt(cdir: Path, me: dict[str, Any]) -> None:
-    with open(cdir / "attempts.jsonl", "a", encoding="utf-8") as f:  # append-only log, one line per start
-        f.write(json.dumps({k: me[k] for k in ("run_id", "host", "pid", "claimed_at")}) + "\n")
-
-
-def _attempts(cdir: Path) -> int:
-    try:
-        return len((cdir / "attempts.jsonl").read_text(encoding="utf-8").splitlines())
-    except OSError:
-        return 1
-
-
-# ---------------------------------------------------------------------------------------------
-# multi-process training of one cell
-
-
-def launch_training(train_cfg: dict[str, Any], processes: int, accelerate_config: str | None, cdir: Path) -> None:
-    """Train one cell over ``processes`` processes: ``accelerate launch`` with the cell's
-    accelerate config (DeepSpeed, FSDP, DDP), or torchrun (plain DDP: NCCL on GPUs, gloo on CPU)
-    without one. The training loop counts every rank's tokens in ``budget.json``; only this
-    (rank-0-side) process predicts and scores afterwards."""
-    import yaml
-
-    from polyinstruct.fileio import atomic_open
-
-    path = cdir / "train.yaml"
-    with atomic_open(path) as f:
-        yaml.safe_dump(train_cfg, f, sort_keys=False, allow_unicode=True)
-    if accelerate_config:
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", accelerate_config,
-               "--num_processes", str(processes), "--main_process_port", str(_free_port())]
-    else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
-               "--master_port", str(_free_port())]
-    cmd += ["-m", "polyinstruct", "train", str(path), "--no-progress"]
-    log = cdir / "train_launch.log"
-    with open(log, "ab") as out:
-        rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ}).returncode
-    if rc != 0:
-        tail = log.read_text(encoding="utf-8", errors="replace")[-1500:]
-        raise PolyinstructError(f"cell {cdir.name}: {'accelerate launch' if accelerate_config else 'torchrun'} with "
-                                f"{processes} processes exited with {rc}; log {log}:\n{tail}")
-    from polyinstruct.fileio import read_json
-
-    ran = read_json(Path(train_cfg["output_dir"]) / "budget.json").get("processes")
-    if ran != processes:  # e.g. an accelerate config whose launcher ignored --num_processes
-        raise PolyinstructError(f"cell {cdir.name}: training ran on {ran} process(es), not {processes}; check "
-                                f"{accelerate_config or 'torchrun'} (log {log})")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,10 +47,6 @@ class Executor:
         raise NotImplementedError
 
 
-EXECUTORS: Registry[type[Executor]] = Registry("executor")
-
-
-@EXECUTORS.register("local")
 class LocalExecutor(Executor):
     """One cell after another in this process (a failed cell stops the grid; rerun to resume)."""
 
@@ -298,7 +85,6 @@ def _raise_failures(failures: dict[str, BaseException], executor: str) -> None:
                                 f"{', '.join(failures)}; rerun to resume them. First error: {first}")
 
 
-@EXECUTORS.register("ray")
 class RayExecutor(Executor):
     """Each cell is a Ray task asking for the cell's resources; Ray places it on a worker and
     retries it (``max_retries``, also on application errors) when its worker dies or it fails."""
@@ -363,7 +149,6 @@ class _SlurmCell:
         return submitit.helpers.DelayedSubmission(_SlurmCell(*self.args))
 
 
-@EXECUTORS.register("slurm")
 class SlurmExecutor(Executor):
     """All cells as one Slurm job array through submitit; a job that times out or is preempted
     is requeued by submitit, a failed one resubmitted up to ``max_retries`` times."""

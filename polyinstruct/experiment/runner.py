@@ -21,9 +21,9 @@ import yaml
 
 from polyinstruct.config import apply_overrides, load_yaml, validate_config
 from polyinstruct.errors import ConfigError, output_error
-from polyinstruct.experiment.arms import arm_file, build_arms, load_eval_prompts
-from polyinstruct.experiment.config import Cell, ExperimentConfig
-from polyinstruct.experiment.scoring import score_predictions
+from polyinstruct.experiment.arms import build_arms, load_eval_prompts
+from polyinstruct.experiment.cell import StagePrinter, data_root
+from polyinstruct.experiment.config import ExperimentConfig
 from polyinstruct.fileio import atomic_open, read_json, write_json, write_jsonl
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def _run(cfg: ExperimentConfig, root: Path, file: str | None, progress: bool, re
     checks.write_fingerprints(cfg, root)
     started = time.time()
     load_at_start = _load_at_start()
-    say = _printer(progress)
+    say = StagePrinter(progress)
     with atomic_open(root / "experiment.yaml") as f:
         yaml.safe_dump(cfg.model_dump(), f, sort_keys=False, allow_unicode=True)
 
@@ -112,7 +112,7 @@ def _run(cfg: ExperimentConfig, root: Path, file: str | None, progress: bool, re
     needs_data = any(c.kind != "base" for c in cfg.cells())
     data_budget = build_arms(cfg, root, counter) if needs_data and not cfg.sizes else {}
     for n in (cfg.sizes or []) if needs_data else []:  # size axis: one set of arms per size
-        data_budget = build_arms(cfg.model_copy(update={"examples_per_language": n}), _data_root(root, n), counter)
+        data_budget = build_arms(cfg.model_copy(update={"examples_per_language": n}), data_root(root, n), counter)
     eval_path = root / "eval_prompts.jsonl"  # rewritten each run: cells check their own prompts
     write_jsonl(eval_path, (c.to_dict() for c in load_eval_prompts(cfg)))
 
@@ -140,76 +140,6 @@ def _run(cfg: ExperimentConfig, root: Path, file: str | None, progress: bool, re
     return root
 
 
-def _run_cell(cfg: ExperimentConfig, cell: Cell, cdir: Path, root: Path, model_path: str, eval_path: Path,
-              say: Progress, progress: bool) -> None:
-    cdir.mkdir(parents=True, exist_ok=True)
-    # 1. train (the base cell evaluates the untouched model)
-    if cell.kind == "base":
-        model_for_predict = model_path
-    else:
-        run_dir = cdir / "run"
-        if not (run_dir / "budget.json").exists():
-            from polyinstruct.train import train
-
-            data_file = arm_file(_data_root(root, cell.size), cell.arm_name, cell.kind)
-            from polyinstruct.experiment.checks import cell_train_config
-
-            # the model as the user named it (a packaged name or hub id is resolved again by train): the
-            # adapter records that name, not this machine's cache folder, so it loads elsewhere
-            train_cfg = cell_train_config(cfg, model=train_model_name(cfg.model, model_path), data=str(data_file),
-                                          output_dir=str(run_dir))
-            procs = cfg.executor.train_processes()
-            on = f", {procs} processes" if procs > 1 else ""
-            say(f"  train {cell.name} on {data_file.name} ({cfg.method}{on})")
-            if procs > 1:  # accelerate launch; this process alone predicts and scores (rank 0's part)
-                from polyinstruct.experiment.executors import launch_training
-
-                launch_training(train_cfg, procs, cfg.executor.accelerate_config, cdir)
-            else:
-                train(train_cfg, progress=progress)
-        else:
-            say(f"  train {cell.name}: finished earlier")
-        model_for_predict = str(run_dir)
-    # 2. predict on the cell's evaluation languages
-    pred = cdir / "predictions.jsonl"
-    if not (cdir / "predicted.json").exists():
-        from polyinstruct.data.formats import read_records
-        from polyinstruct.infer.predict import predict
-
-        subset = cdir / "eval_prompts.jsonl"
-        if not subset.exists():
-            write_jsonl(subset, (c.to_dict() for c in read_records(eval_path)
-                                 if c.language in cell.eval_languages))
-        say(f"  predict {cell.name} on {', '.join(cell.eval_languages)}")
-        # A run directory carries its own template.yaml; the untouched base model gets the config's.
-        kwargs = {"template": cfg.template} if cell.kind == "base" else {}
-        dtype = cfg.eval.resolved_dtype()
-        kwargs["dtype"] = dtype
-        predict(subset, model_for_predict, pred, decoding=cfg.eval.decoding, backend_kwargs=kwargs,
-                max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size, progress=progress,
-                model_name=f"{cfg.name}/{cell.name}")
-        write_json(cdir / "predicted.json", {"model": model_for_predict, "dtype": dtype})
-    # 3. score
-    if not (cdir / "scores.json").exists():
-        say(f"  score {cell.name}")
-        judge_summary = None
-        if cfg.judge:
-            from polyinstruct.judge.run import judge_predictions
-
-            judge_summary = judge_predictions(pred, cdir / "judge", judge=cfg.judge, lid=cfg.lid, progress=progress,
-                                              seen_languages=cfg.train_languages)
-        from polyinstruct.lang.identify import load_identifier
-
-        rows = score_predictions(pred, identifier=load_identifier(cfg.lid), seen_languages=cfg.train_languages,
-                                 judge_summary=judge_summary)
-        write_json(cdir / "scores.json", {"cell": cell.name, "rows": rows})
-    # 4. benchmarks (eval.benchmarks): resumable per task inside cells/CELL/benchmarks/
-    if cfg.eval.benchmarks is not None:
-        from polyinstruct.eval.experiment import run_cell_benchmarks
-
-        run_cell_benchmarks(cfg.eval.benchmarks, model_for_predict, cdir / "benchmarks", label=cell.name, say=say)
-
-
 def _write_results(cfg: ExperimentConfig, root: Path, data_budget: dict[str, Any]) -> None:
     rows: list[dict[str, Any]] = []
     for cell in cfg.cells():
@@ -229,17 +159,6 @@ def _write_results(cfg: ExperimentConfig, root: Path, data_budget: dict[str, Any
     write_jsonl(root / "results.jsonl", rows)
     if data_budget:
         write_json(root / "budget_table.json", data_budget)
-
-
-def _data_root(root: Path, size: int | None) -> Path:
-    """Where a cell's arms live: ``arms/`` without a size axis, ``sizes/<n>/arms/`` with one."""
-    return root if not size else root / "sizes" / str(size)
-
-
-def train_model_name(given: str, resolved: str) -> str:
-    """What a cell trains from: the user's packaged name or hub id, or the resolved folder when
-    the user gave a path (made absolute there, so cells running elsewhere find it)."""
-    return resolved if Path(given).expanduser().exists() else given
 
 
 def _token_counter(model_path: str) -> Callable[[str], int] | None:
@@ -290,34 +209,3 @@ def _stage_seconds(top: dict[str, float], root: Path, ran: list[str]) -> dict[st
     if rest >= 0.5:
         out["cell other"] = round(rest, 1)
     return out
-
-
-class _printer:
-    """Prints (or logs) progress lines with the elapsed time, and adds up the seconds spent after
-    each kind of line (``train``, ``predict``, ``score``, ``[model]``...) into ``totals``."""
-
-    def __init__(self, progress: bool, t0: float | None = None):
-        # t0: the run's start, so a cell's lines share the run's one clock (time.monotonic of this process)
-        now = time.monotonic()
-        self.progress, self.t0 = progress, t0 if t0 is not None else now
-        self.last, self.label, self.totals = now, None, {}
-
-    def _account(self) -> float:
-        now = time.monotonic()
-        if self.label:
-            self.totals[self.label] = round(self.totals.get(self.label, 0.0) + now - self.last, 1)
-        self.last = now
-        return now
-
-    def __call__(self, msg: str) -> None:
-        now = self._account()
-        word = (msg.split() or ["other"])[0]
-        self.label = "cell" if word[:1] == "[" and "/" in word else word.strip("[]")
-        line = f"[{now - self.t0:7.1f}s] {msg}"
-        print(line, flush=True) if self.progress else log.info(line)
-
-    def finish(self) -> dict[str, float]:
-        """Close the running stage; the seconds per stage kind so far."""
-        self._account()
-        self.label = None
-        return dict(self.totals)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from polyinstruct.fileio import iter_jsonl
+from polyinstruct.lang.scripts import CJK, char_class, script_regex
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +24,8 @@ def chrf(hypotheses: list[str], references: list[str]) -> float:
     return float(CHRF().corpus_score(hypotheses, [references]).score)
 
 
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
-_TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]|[^\W_]+", re.UNICODE)
+_CJK = script_regex(*CJK)
+_TOKEN = re.compile(f"[{char_class(*CJK)}]|[^\\W_]+", re.UNICODE)
 
 # An answer more than this much made of the prompt's n-grams is an echo (docs/experiments.md).
 ECHO_COVERAGE = 0.5

@@ -44,16 +44,16 @@ def _torch_dtype(dtype: Any, device: str):
 
 def _mergeable(adapter_dir: str) -> bool:
     """True for adapters whose weights fold into the base (LoRA family, IA3), not prompt learning."""
-    from polyinstruct.models.resolve import MERGEABLE_PEFT_TYPES
+    from polyinstruct.train.methods import mergeable_peft_types  # the method records say which merge
 
     try:
         cfg = json.loads((Path(adapter_dir) / "adapter_config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return str(cfg.get("peft_type", "")).upper() in MERGEABLE_PEFT_TYPES
+    return str(cfg.get("peft_type", "")).upper() in mergeable_peft_types()
 
 
-def _split_adapter(path: str, adapter: str | None) -> tuple[str, str | None]:
+def split_adapter(path: str, adapter: str | None) -> tuple[str, str | None]:
     """Return (base model path, adapter path or None) for a model/adapter/run-dir path, after the
     shared preflight (models.preflight: config, tokenizer config, adapter, safetensors headers)."""
     from polyinstruct.models.preflight import preflight

@@ -73,9 +73,9 @@ def pooled_hidden_states(model: Any, tokenizer: Any, sentences: Sequence[str], *
     body = body if body is not None else model
     bar = None
     if progress:
-        from tqdm import tqdm
+        from polyinstruct.progress import progress_bar
 
-        bar = tqdm(total=len(ids), desc="hidden states", unit="sent")
+        bar = progress_bar(len(ids), desc="hidden states", unit="sent")
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]

@@ -161,9 +161,9 @@ def predict(data: str | os.PathLike | Iterable[Conversation | dict[str, Any]], m
     chunk = chunk_size or batch_size * 4
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from polyinstruct.progress import progress_bar
 
-        bar = tqdm(total=stats.total, initial=stats.skipped, unit="row", desc="predict", dynamic_ncols=True)
+        bar = progress_bar(stats.total, initial=stats.skipped, unit="row", desc="predict")
     t0 = time.perf_counter()
     try:
         for start in range(0, len(pending), chunk):

@@ -48,9 +48,9 @@ class VLLMBackend:
         vllm = _import_vllm()
         from transformers import AutoTokenizer
 
-        from polyinstruct.infer.hf import _split_adapter
+        from polyinstruct.infer.hf import split_adapter
 
-        base, adapter_dir = _split_adapter(str(path), adapter)
+        base, adapter_dir = split_adapter(str(path), adapter)
         llm = vllm.LLM(model=base, dtype=dtype, tensor_parallel_size=tensor_parallel_size,
                        gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
                        enable_lora=adapter_dir is not None,

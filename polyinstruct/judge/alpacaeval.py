@@ -376,9 +376,9 @@ def run_alpaca_eval(predictions_path: str | Path, out_dir: str | Path, *, judge:
     backend = backend or build_backend(cfg)
     bar = None
     if progress:
-        from tqdm import tqdm
+        from polyinstruct.progress import progress_bar
 
-        bar = tqdm(total=len(items), desc=f"alpaca_eval ({ann.name})", unit="pair")
+        bar = progress_bar(len(items), desc=f"alpaca_eval ({ann.name})", unit="pair")
     try:
         rows = judge_pairs(items, backend, annotator=ann, judge_name=f"{cfg.backend}:{cfg.model}",
                            cache=JudgmentCache(cache_path(cfg)), seed=seed,

@@ -14,9 +14,10 @@ import re
 from collections import defaultdict
 from typing import Any, Callable, Iterable, Sequence
 
+from polyinstruct.lang.scripts import CJK, char_class
 from polyinstruct.stats import pearson  # noqa: F401  (re-exported: the maths lives in polyinstruct.stats)
 
-_TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]|[^\W_]+", re.UNICODE)
+_TOKEN = re.compile(f"[{char_class(*CJK)}]|[^\\W_]+", re.UNICODE)
 
 Tokenizer = Callable[[str], Sequence[str]]
 

@@ -172,9 +172,9 @@ def _progress(enabled: bool, total: int, desc: str) -> tuple[Callable[[int], Non
         return None, lambda: None
     import threading
 
-    from tqdm import tqdm
+    from polyinstruct.progress import progress_bar
 
-    bar = tqdm(total=total, desc=desc, unit="call")
+    bar = progress_bar(total, desc=desc, unit="call")
     lock = threading.Lock()
 
     def update(n: int) -> None:

@@ -46,6 +46,7 @@ from polyinstruct.errors import ConfigError, MissingDependencyError
 from polyinstruct.lang import refine as _refine
 from polyinstruct.lang.codes import UND, normalize_code, same_language
 from polyinstruct.lang.letters import has_letters, letters_and_marks
+from polyinstruct.lang.scripts import CJK, script_regex
 from polyinstruct.registry import Registry
 
 __all__ = ["LIDPolicy", "LanguageIdentifier", "IDENTIFIERS", "CONFUSABLE_GROUPS", "default_openlid_path",
@@ -57,7 +58,7 @@ _FENCED = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
 _INLINE = re.compile(r"`[^`\n]*`")
 _URL = re.compile(r"https?://\S+|www\.\S+")
 # One CJK character carries about as much as a short word: it counts as 3 letters.
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+_CJK = script_regex(*CJK)
 CJK_WEIGHT = 3
 
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import re
 
+from polyinstruct.lang.scripts import script_regex
+
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 
 # Frequent function words / spellings that exist in one standard and not the other.
@@ -54,8 +56,8 @@ SCANDINAVIAN = ("no", "da", "sv")
 EAST_SLAVIC_SOUTH = frozenset({"ru", "bg"})
 # lid.176 labels some Mandarin as Wu ("wuu") or Japanese; written Wu is rare, and
 # Japanese text practically always contains kana.
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
-_KANA = re.compile(r"[\u3040-\u30ff]")
+_HAN = script_regex("Han")
+_KANA = script_regex("Hira", "Kana")
 _MK_ONLY = "ѓќѕљњџј"
 _NOT_MK = "йщъьюяыэё"
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from polyinstruct.errors import MissingDependencyError, PolyinstructError
-from polyinstruct.models.resolve import default_cache_dir
+from polyinstruct.config import cache_dir as default_cache_dir
 
 log = logging.getLogger(__name__)
 

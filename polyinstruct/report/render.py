@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from polyinstruct.fileio import atomic_open
+from polyinstruct.lang.scripts import CJK, has_script
 from polyinstruct.report import plots, tables
 from polyinstruct.report.load import ExperimentData, load_experiment
 
@@ -95,12 +96,12 @@ def _resamples(ivs: dict) -> str:
 
 def _font_note(text: str) -> str | None:
     """Say so in the report when a script it shows has no font on this machine (boxes otherwise)."""
-    scripts = {"Bengali": ("\u0980", "\u09ff", "Noto Sans Bengali", "fonts-noto-core"),
-               "CJK": ("\u4e00", "\u9fff", "Noto Sans CJK", "fonts-noto-cjk")}
+    scripts = {"Bengali": (("Beng",), "Noto Sans Bengali", "fonts-noto-core"),
+               "CJK": (CJK, "Noto Sans CJK", "fonts-noto-cjk")}
     missing = []
     fonts = plots.available_fonts()
-    for name, (lo, hi, family, pkg) in scripts.items():
-        if any(lo <= ch <= hi for ch in text) and not any(f.startswith(family) for f in fonts):
+    for name, (codes, family, pkg) in scripts.items():
+        if has_script(text, *codes) and not any(f.startswith(family) for f in fonts):
             missing.append(f"{name} ({family}: apt-get install {pkg})")
     return ("Fonts missing on the machine that rendered this report, so these scripts may show as boxes in "
             "the charts: " + "; ".join(missing)) if missing else None

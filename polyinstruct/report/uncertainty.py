@@ -17,13 +17,13 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any, Callable
 
 import numpy as np
 
 from polyinstruct.report.load import ExperimentData
-from polyinstruct.stats import Interval, bootstrap_mean, bootstrap_rate, bootstrap_statistic, paired_bootstrap
+from polyinstruct.stats import (Interval, bootstrap_mean, bootstrap_rate, bootstrap_statistic, chrf_from_statistics,
+                                chrf_statistics, paired_bootstrap)
 
 SEEN, UNSEEN = "seen (pooled)", "unseen (pooled)"
 MARK = "*"
@@ -106,27 +106,17 @@ def paired_rate(data: ExperimentData, a: str, b: str, langs: list[str], key: str
 
 # --- chrF --------------------------------------------------------------------------------------
 
-@lru_cache(maxsize=1)
-def _chrf():
-    from sacrebleu.metrics import CHRF
-
-    return CHRF()
-
-
 def _chrf_stats(data: ExperimentData, cell: str, langs: list[str]) -> dict[str, np.ndarray]:
     """``{prediction key: per-sentence chrF statistics}`` of a cell's answers with a reference."""
     rows = [(k, r) for k, r in data.predictions.get(cell, {}).items()
             if r.get("language") in langs and r.get("reference")]
     if not rows:
         return {}
-    m = _chrf()
-    stats = m._extract_corpus_statistics([r.get("response") or "" for _, r in rows],
-                                         [[r["reference"] for _, r in rows]])
-    return {k: np.asarray(s, dtype=float) for (k, _), s in zip(rows, stats)}
+    stats = chrf_statistics([r.get("response") or "" for _, r in rows], [r["reference"] for _, r in rows])
+    return {k: s for (k, _), s in zip(rows, stats)}
 
 
-def _chrf_score(summed: np.ndarray) -> float:
-    return float(_chrf()._compute_score_from_stats(summed.tolist()).score)
+_chrf_score = chrf_from_statistics
 
 
 def chrf_interval(data: ExperimentData, cell: str, langs: list[str], resamples: int = 1000) -> Interval | None:

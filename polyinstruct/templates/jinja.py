@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from polyinstruct.errors import DataError
-from polyinstruct.templates.spec import TemplateError, TemplateSpec
+from polyinstruct.templates.spec import Segment, TemplateError, TemplateSpec
 
 _PROBE = [{"role": "user", "content": "PROBE_USER"}, {"role": "assistant", "content": "PROBE_ANSWER"}]
 
@@ -72,8 +72,6 @@ class JinjaRenderer:
         return [e] if e else [self.spec.eos_token]
 
     def segments(self, msgs: list, add_generation_prompt: bool, record_id: str | None):
-        from polyinstruct.templates.render import Segment
-
         # a user turn's Alpaca input follows its content after a blank line (docs/data.md)
         dicts = [{"role": m.role, "content": f"{m.content}\n\n{m.input}" if m.input else m.content} for m in msgs]
         segs: list[Segment] = []

@@ -18,18 +18,19 @@ TOKENIZER_TEMPLATE = "tokenizer"
 _NOT_TEMPLATES = {"cot"}
 
 
-def _resource_dir() -> Path:
+def resource_dir() -> Path:
+    """The folder of the built-in template YAMLs (package data)."""
     return Path(str(resources.files("polyinstruct") / "resources" / "templates"))
 
 
 def builtin_names() -> list[str]:
-    names = sorted(p.stem for p in _resource_dir().glob("*.yaml") if p.stem not in _NOT_TEMPLATES)
+    names = sorted(p.stem for p in resource_dir().glob("*.yaml") if p.stem not in _NOT_TEMPLATES)
     return names + [TOKENIZER_TEMPLATE]
 
 
 def cot_phrases() -> dict[str, str]:
     """Zero-shot chain-of-thought phrase per language (``resources/templates/cot.yaml``)."""
-    return dict(safe_load((_resource_dir() / "cot.yaml").read_text(encoding="utf-8")))
+    return dict(safe_load((resource_dir() / "cot.yaml").read_text(encoding="utf-8")))
 
 
 def load_template(name_or_path: str | Path, tokenizer: Any = None, *, language: str | None = None,
@@ -51,7 +52,7 @@ def load_template(name_or_path: str | Path, tokenizer: Any = None, *, language: 
         spec = spec_from_tokenizer(tokenizer)
     else:
         path = Path(name)
-        builtin = _resource_dir() / f"{name}.yaml"
+        builtin = resource_dir() / f"{name}.yaml"
         if name not in _NOT_TEMPLATES and "/" not in name and builtin.is_file():
             spec = TemplateSpec.from_file(builtin)
         elif path.suffix in (".yaml", ".yml") or path.exists():

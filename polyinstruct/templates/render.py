@@ -19,17 +19,10 @@ from typing import Any, Iterable
 from polyinstruct.data.records import ROLES, Conversation, Message
 from polyinstruct.errors import DataError
 from polyinstruct.fileio import atomic_open
-from polyinstruct.templates.spec import TemplateError, TemplateSpec, fill
+from polyinstruct.templates.spec import Segment, TemplateError, TemplateSpec, fill  # noqa: F401 - Segment re-exported
 
 log = logging.getLogger(__name__)
 _COT_SLOTS = re.compile(r"\{(content|cot)\}")
-
-
-@dataclass(frozen=True)
-class Segment:
-    text: str
-    trained: bool  # True for assistant content and its end-of-turn text
-    turn: int  # index of the message the text belongs to
 
 
 @dataclass(frozen=True)
@@ -161,7 +154,7 @@ class ChatTemplate:
 
     def encode_prompt(self, messages: Iterable[Any] | Conversation, tokenizer: Any = None) -> list[int]:
         """Token ids of ``render_prompt`` exactly as training encodes them (BOS policy included)."""
-        from polyinstruct.templates.tokenize import TokenizerInfo, encode_segments
+        from polyinstruct.templates.encode import TokenizerInfo, encode_segments
 
         tok = tokenizer or self.tokenizer
         if tok is None:

@@ -171,3 +171,10 @@ class TemplateSpec:
 def fill(fmt: str, values: dict[str, str]) -> str:
     """Substitute the known placeholders in one pass (contents are never re-scanned)."""
     return PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), fmt)
+
+
+@dataclass(frozen=True)
+class Segment:
+    text: str
+    trained: bool  # True for assistant content and its end-of-turn text
+    turn: int  # index of the message the text belongs to

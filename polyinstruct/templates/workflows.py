@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from polyinstruct.data.records import Conversation
 from polyinstruct.errors import ConfigError, DataError
+from polyinstruct.fileio import iter_jsonl_numbered
 from polyinstruct.templates.dataset import TokenizeReport, tokenize_dataset
 from polyinstruct.templates.library import load_template
 
@@ -41,21 +41,14 @@ def read_conversations(path: str | os.PathLike) -> list[Conversation]:
     """Conversations from a JSONL file; a bad line is a DataError naming file and line."""
     convs: list[Conversation] = []
     try:
-        f = open(path, encoding="utf-8")
-    except OSError as e:
-        raise DataError(f"cannot read: {e.strerror}", path=str(path)) from None
-    with f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
+        for n, d in iter_jsonl_numbered(path, complete_only=False):
             try:
-                d = json.loads(line)
                 convs.append(Conversation.from_dict(d))
-            except json.JSONDecodeError as e:
-                raise DataError(f"invalid JSON: {e.msg}", path=str(path), line=n) from None
             except (KeyError, TypeError) as e:
                 raise DataError(f"not a conversation record (missing or bad {e})", path=str(path), line=n,
                                 field="messages") from None
+    except OSError as e:
+        raise DataError(f"cannot read: {e.strerror}", path=str(path)) from None
     return convs
 
 

@@ -8,7 +8,6 @@ config and the final metrics (docs/training.md, "Model card and the Hub").
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 import yaml
 
 from polyinstruct.errors import PolyinstructError
-from polyinstruct.fileio import atomic_open, read_json
+from polyinstruct.fileio import atomic_open, iter_jsonl, read_json
 from polyinstruct.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -29,11 +28,7 @@ def _final_metrics(run_dir: Path) -> dict[str, Any]:
     f = run_dir / "metrics.jsonl"
     if not f.is_file():
         return out
-    for line in f.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
+    for row in iter_jsonl(f, skip_bad=True):
         if "loss" in row:
             out["train_loss"] = round(float(row["loss"]), 4)
         for k, v in row.items():

@@ -16,10 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from polyinstruct.config import apply_overrides, load_yaml, resolve_input_path, validate_config
 from polyinstruct.errors import ConfigError
 from polyinstruct.registry import suggest
+from polyinstruct.train.methods import get_method, method_names
 
-METHODS = ("full", "lora", "dora", "rslora", "qlora", "adalora", "ia3", "prefix_tuning", "prompt_tuning",
-           "p_tuning")
-PROMPT_LEARNING = ("prefix_tuning", "prompt_tuning", "p_tuning")
+METHODS = method_names()  # the method registry's names (polyinstruct.train.methods)
 
 # Studies 1 and 3 (docs/studies.md). Values are defaults; explicit fields win.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -184,8 +183,8 @@ class TrainConfig(BaseModel):
     @field_validator("method")
     @classmethod
     def _known_method(cls, v: str) -> str:
-        if v not in METHODS:
-            raise ValueError(f"unknown method {v!r}.{suggest(v, METHODS)} Known: {', '.join(METHODS)}")
+        if v not in method_names():
+            raise ValueError(f"unknown method {v!r}.{suggest(v, method_names())} Known: {', '.join(method_names())}")
         return v
 
     @field_validator("data")
@@ -212,8 +211,8 @@ class TrainConfig(BaseModel):
         if self.select_best and not (self.validation_data or self.validation_split):
             raise ValueError("select_best needs validation_data or validation_split")
         if self.packing == "auto":
-            self.packing = self.method not in PROMPT_LEARNING
-        elif self.packing and self.method in PROMPT_LEARNING:
+            self.packing = get_method(self.method).packable
+        elif self.packing and not get_method(self.method).packable:
             raise ValueError(f"packing is not supported with {self.method} (virtual tokens are per sequence)")
         if self.mixed_precision == "auto":
             from polyinstruct.models.hardware import auto_dtype

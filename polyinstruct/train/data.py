@@ -19,6 +19,7 @@ from typing import Iterable, Iterator
 
 from polyinstruct.data.records import Conversation
 from polyinstruct.errors import ConfigError, DataError
+from polyinstruct.fileio import sha256_file
 from polyinstruct.train.batching import loss_tokens
 from polyinstruct.train.config import TrainConfig
 
@@ -38,15 +39,12 @@ def iter_conversations(spec: str, tokenizer=None) -> Iterator[Conversation]:
 
 def content_hash(spec: str, tokenizer=None) -> str:
     """sha256 of a dataset file, or of its records when it is a catalogue name."""
-    h = hashlib.sha256()
     p = Path(spec)
     if p.is_file():
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    else:
-        for c in iter_conversations(spec, tokenizer):
-            h.update(json.dumps(c.to_dict(), sort_keys=True, ensure_ascii=False).encode())
+        return sha256_file(p)
+    h = hashlib.sha256()
+    for c in iter_conversations(spec, tokenizer):
+        h.update(json.dumps(c.to_dict(), sort_keys=True, ensure_ascii=False).encode())
     return h.hexdigest()
 
 

@@ -11,14 +11,14 @@ places or resumability (``output_dir``, ``resume``, ``report_to``,
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
-from polyinstruct.errors import PolyinstructError
-from polyinstruct.fileio import read_json
+from polyinstruct.errors import ConfigError, PolyinstructError
+from polyinstruct.fileio import read_json, sha256_file
 from polyinstruct.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -44,24 +44,16 @@ def config_fields(cfg: TrainConfig) -> dict[str, Any]:
             and not (k in ADDED_LATER and v == ADDED_LATER[k])}
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def template_signature(name: str) -> str:
     """sha256 of the template's YAML (built-in or a file); the name itself otherwise
     (``tokenizer`` uses the model's own template, covered by the model signature)."""
-    from polyinstruct.templates.library import _resource_dir
+    from polyinstruct.templates.library import resource_dir
 
-    builtin = _resource_dir() / f"{name}.yaml"
+    builtin = resource_dir() / f"{name}.yaml"
     if "/" not in name and builtin.is_file():
-        return _sha256_file(builtin)
+        return sha256_file(builtin)
     if Path(name).is_file():
-        return _sha256_file(Path(name))
+        return sha256_file(Path(name))
     return name
 
 
@@ -78,7 +70,7 @@ def model_signature(model: str) -> dict[str, Any] | None:
     out: dict[str, Any] = {}
     for name in ("config.json", "adapter_config.json"):
         if (p / name).is_file():
-            out[name] = _sha256_file(p / name)
+            out[name] = sha256_file(p / name)
     out["weights"] = sorted([f.name, f.stat().st_size] for f in p.iterdir()
                             if f.suffix in (".safetensors", ".bin", ".pt", ".gguf") and f.is_file())
     return out
@@ -172,3 +164,35 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             field = "data" if split == "train" else "validation_data"
             out.append(f"{field}: {_data_label(o)} -> {_data_label(n)}")
     return out
+
+
+def is_finished(run_dir: str | os.PathLike) -> bool:
+    d = Path(run_dir)
+    return (d / "budget.json").exists() and ((d / "model").is_dir() or (d / "adapter").is_dir())
+
+
+def check_same_run(cfg: TrainConfig, run_dir: Path) -> None:
+    """Refuse to reuse ``run_dir`` (return it finished, or resume it) when it was trained under a
+    different fingerprint (docs/training.md, "Reusing a run directory"). ``resume: never`` starts
+    over and needs no check; resuming from a named checkpoint folder only warns."""
+    from polyinstruct.train.checkpoint import list_checkpoints
+
+    if cfg.resume == "never":
+        return
+    finished = is_finished(run_dir)
+    if not finished and not (cfg.resume != "auto" or list_checkpoints(run_dir / "checkpoints")):
+        return  # nothing to reuse: a fresh start
+    old = stored_fingerprint(run_dir)
+    if old is None:
+        return
+    diffs = differences(old, fingerprint(cfg))
+    if not diffs:
+        return
+    if cfg.resume != "auto":
+        log.warning("resuming from %s with changed settings (%s); the result will not equal an uninterrupted run",
+                    cfg.resume, "; ".join(diffs))
+        return
+    state = "a finished run" if finished else "an interrupted run"
+    raise ConfigError(f"{run_dir} holds {state} trained with different settings:\n  " + "\n  ".join(diffs)
+                      + "\nTo keep it, set a new output_dir; to train here again from scratch (deleting it), "
+                      "add resume=never.", field="output_dir")

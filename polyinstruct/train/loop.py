@@ -239,9 +239,9 @@ class Loop:
         cfg, spe = self.cfg, self.plan.steps_per_epoch
         bar = None
         if self.progress:
-            from tqdm.auto import tqdm
+            from polyinstruct.progress import progress_bar
 
-            bar = tqdm(total=self.total_steps, initial=st.step, desc="train", dynamic_ncols=True)
+            bar = progress_bar(self.total_steps, initial=st.step, desc="train")
         t_prev = time.perf_counter()
         tok_window, window_t = 0, 0.0
         while st.finished_reason is None:

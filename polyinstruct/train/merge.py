@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from polyinstruct.errors import ConfigError, PolyinstructError
-from polyinstruct.models.resolve import MERGEABLE_PEFT_TYPES
+from polyinstruct.train.methods import mergeable_peft_types
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +39,9 @@ def merge_adapter(adapter_dir_or_run_dir: str | os.PathLike, out_dir: str | os.P
     with open(adapter / "adapter_config.json", encoding="utf-8") as f:
         acfg = json.load(f)
     kind = str(acfg.get("peft_type", "")).upper()
-    if kind not in MERGEABLE_PEFT_TYPES:
+    if kind not in mergeable_peft_types():
         raise ConfigError(f"a {kind or 'unknown'} adapter cannot be merged into weights (only "
-                          f"{', '.join(sorted(MERGEABLE_PEFT_TYPES))}); load it with peft instead",
+                          f"{', '.join(sorted(mergeable_peft_types()))}); load it with peft instead",
                           file=str(adapter / "adapter_config.json"), field="peft_type")
     from polyinstruct.models.preflight import preflight
 

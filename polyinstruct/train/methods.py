@@ -1,6 +1,13 @@
-"""Training methods: full fine-tuning or one of peft's methods, one registry.
+"""Training methods: full fine-tuning or one of peft's methods, one registry of records.
 
-Each entry turns a loaded base model into the model to train. Target modules
+A method is one :class:`Method` record, registered with the ``@method(...)`` decorator on its
+builder (a function turning the loaded base model into the model to train). The record says
+everything the rest of polyinstruct asks about a method: its family (``lora`` methods share the
+``lora:`` options and target-module checks), the peft adapter type it saves, whether that adapter
+merges into the base weights, whether examples can be packed, and the config section it reads.
+The config's method check, packing default, ``train validate``'s target check, merging and bf16
+inference all derive from these records, so a new method is this one file (plus its options
+section in ``TrainConfig`` if it needs new options). Target modules
 are found by name in the model itself, so no architecture needs its own code:
 "qkv" picks the attention query/key/value projections under whatever name the
 architecture uses (q_proj/k_proj/v_proj, query_key_value, c_attn, W_pack, ...).
@@ -13,15 +20,61 @@ transformers ~=4.57 and does not load with transformers 5; see docs/training.md.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from polyinstruct.errors import ConfigError
 from polyinstruct.registry import Registry
-from polyinstruct.train.config import TrainConfig
+
+if TYPE_CHECKING:  # the config validates method names against this registry: no import back at run time
+    from polyinstruct.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
-METHOD_BUILDERS: Registry[Callable[[Any, TrainConfig, int], Any]] = Registry("training method")
+
+@dataclass(frozen=True)
+class Method:
+    """One training method."""
+
+    name: str
+    build: Callable[[Any, "TrainConfig", int], Any]  # (base model, config, total steps) -> model to train
+    family: Literal["full", "lora", "ia3", "prompt"]
+    peft_type: str | None = None     # peft's PeftType of the saved adapter (None: full weights are saved)
+    mergeable: bool = False          # the adapter folds into the base weights (merge_adapter, bf16 inference)
+    packable: bool = True            # examples may be packed (not with per-sequence virtual tokens)
+    options: str | None = None       # the TrainConfig section it reads ("lora", "prompt")
+    virtual_tokens: bool = False     # peft prepends num_virtual_tokens positions to the logits
+
+
+TRAINING_METHODS: Registry[Method] = Registry("training method")
+
+
+def method(name: str, **record: Any) -> Callable[[Callable], Callable]:
+    """Register the decorated builder as training method ``name`` with the :class:`Method` fields."""
+
+    def add(build: Callable) -> Callable:
+        TRAINING_METHODS.register(name, Method(name=name, build=build, **record))
+        return build
+
+    return add
+
+
+def method_names() -> tuple[str, ...]:
+    return tuple(TRAINING_METHODS.names())
+
+
+def get_method(name: str) -> Method:
+    return TRAINING_METHODS.get(name)
+
+
+# peft adapter types polyinstruct does not train but merges when given one (trained elsewhere)
+_OTHER_MERGEABLE = ("LOHA", "LOKR", "OFT", "BOFT")
+
+
+def mergeable_peft_types() -> frozenset[str]:
+    """peft adapter types whose weights fold into the base model; prompt-learning ones do not."""
+    return frozenset({m.peft_type for _, m in TRAINING_METHODS.items() if m.mergeable and m.peft_type}
+                     | set(_OTHER_MERGEABLE))
 
 # Fused or separate attention input projections, across architectures.
 _QKV_NAMES = ("q_proj", "k_proj", "v_proj", "query_key_value", "c_attn", "W_pack", "qkv_proj", "Wqkv",
@@ -60,7 +113,7 @@ def resolve_targets(model, spec: str | list[str], field: str = "lora.target_modu
     return names
 
 
-@METHOD_BUILDERS.register("full")
+@method("full", family="full")
 def _full(model, cfg: TrainConfig, total_steps: int):
     for p in model.parameters():
         p.requires_grad_(True)
@@ -73,15 +126,15 @@ def _lora_kwargs(model, cfg: TrainConfig) -> dict[str, Any]:
                 target_modules=resolve_targets(model, o.target_modules), modules_to_save=o.modules_to_save)
 
 
-@METHOD_BUILDERS.register("lora")
-@METHOD_BUILDERS.register("qlora")
+@method("lora", family="lora", peft_type="LORA", mergeable=True, options="lora")
+@method("qlora", family="lora", peft_type="LORA", mergeable=True, options="lora")
 def _lora(model, cfg: TrainConfig, total_steps: int):
     from peft import LoraConfig, get_peft_model
 
     return get_peft_model(model, LoraConfig(**_lora_kwargs(model, cfg)))
 
 
-@METHOD_BUILDERS.register("dora")
+@method("dora", family="lora", peft_type="LORA", mergeable=True, options="lora")
 def _dora(model, cfg: TrainConfig, total_steps: int):
     """DoRA (weight-decomposed LoRA): LoRA on the direction, a learned magnitude per output (peft's use_dora)."""
     from peft import LoraConfig, get_peft_model
@@ -89,7 +142,7 @@ def _dora(model, cfg: TrainConfig, total_steps: int):
     return get_peft_model(model, LoraConfig(use_dora=True, **_lora_kwargs(model, cfg)))
 
 
-@METHOD_BUILDERS.register("rslora")
+@method("rslora", family="lora", peft_type="LORA", mergeable=True, options="lora")
 def _rslora(model, cfg: TrainConfig, total_steps: int):
     """Rank-stabilised LoRA: scale alpha / sqrt(r) instead of alpha / r (peft's use_rslora)."""
     from peft import LoraConfig, get_peft_model
@@ -97,7 +150,7 @@ def _rslora(model, cfg: TrainConfig, total_steps: int):
     return get_peft_model(model, LoraConfig(use_rslora=True, **_lora_kwargs(model, cfg)))
 
 
-@METHOD_BUILDERS.register("adalora")
+@method("adalora", family="lora", peft_type="ADALORA", mergeable=True, options="lora")
 def _adalora(model, cfg: TrainConfig, total_steps: int):
     from peft import AdaLoraConfig, get_peft_model
 
@@ -113,7 +166,7 @@ def _adalora(model, cfg: TrainConfig, total_steps: int):
     return get_peft_model(model, conf)
 
 
-@METHOD_BUILDERS.register("ia3")
+@method("ia3", family="ia3", peft_type="IA3", mergeable=True)
 def _ia3(model, cfg: TrainConfig, total_steps: int):
     from peft import IA3Config, get_peft_model
 
@@ -125,7 +178,7 @@ def _ia3(model, cfg: TrainConfig, total_steps: int):
     return get_peft_model(model, IA3Config(**kw))
 
 
-@METHOD_BUILDERS.register("prefix_tuning")
+@method("prefix_tuning", family="prompt", peft_type="PREFIX_TUNING", packable=False, options="prompt")
 def _prefix(model, cfg: TrainConfig, total_steps: int):
     from peft import PrefixTuningConfig, get_peft_model
 
@@ -133,7 +186,8 @@ def _prefix(model, cfg: TrainConfig, total_steps: int):
                                                     num_virtual_tokens=cfg.prompt.num_virtual_tokens))
 
 
-@METHOD_BUILDERS.register("prompt_tuning")
+@method("prompt_tuning", family="prompt", peft_type="PROMPT_TUNING", packable=False, options="prompt",
+        virtual_tokens=True)
 def _prompt(model, cfg: TrainConfig, total_steps: int):
     from peft import PromptTuningConfig, get_peft_model
 
@@ -144,7 +198,7 @@ def _prompt(model, cfg: TrainConfig, total_steps: int):
     return get_peft_model(model, PromptTuningConfig(**kw))
 
 
-@METHOD_BUILDERS.register("p_tuning")
+@method("p_tuning", family="prompt", peft_type="P_TUNING", packable=False, options="prompt", virtual_tokens=True)
 def _ptuning(model, cfg: TrainConfig, total_steps: int):
     from peft import PromptEncoderConfig, get_peft_model
 
@@ -157,7 +211,7 @@ def _ptuning(model, cfg: TrainConfig, total_steps: int):
 def apply_method(model, cfg: TrainConfig, total_steps: int):
     """Wrap ``model`` for ``cfg.method``; returns the model whose trainable params to optimise."""
     try:
-        out = METHOD_BUILDERS.get(cfg.method)(model, cfg, total_steps)
+        out = get_method(cfg.method).build(model, cfg, total_steps)
     except (ValueError, TypeError) as e:
         if isinstance(e, ConfigError):
             raise
@@ -167,6 +221,6 @@ def apply_method(model, cfg: TrainConfig, total_steps: int):
 
 def virtual_tokens(model, cfg: TrainConfig) -> int:
     """How many virtual tokens peft prepends to the logits (prompt and P-tuning only)."""
-    if cfg.method in ("prompt_tuning", "p_tuning"):
+    if get_method(cfg.method).virtual_tokens:
         return cfg.prompt.num_virtual_tokens
     return 0

@@ -23,17 +23,13 @@ from polyinstruct.train.batching import BatchPlan
 from polyinstruct.train.checkpoint import list_checkpoints, load_best_weights, load_checkpoint
 from polyinstruct.train.config import TrainConfig, load_train_config
 from polyinstruct.train.data import load_examples, load_template
+from polyinstruct.train.fingerprint import check_same_run, is_finished  # noqa: F401 - is_finished re-exported
 from polyinstruct.train.loop import Loop, LoopState, lr_lambda
 from polyinstruct.train.methods import apply_method, virtual_tokens
 from polyinstruct.train.modeling import cast_frozen_linears, count_parameters, load_model, load_tokenizer
 from polyinstruct.train.tracking import MetricsSink, flops_per_token, truncate_metrics
 
 log = logging.getLogger(__name__)
-
-
-def is_finished(run_dir: str | os.PathLike) -> bool:
-    d = Path(run_dir)
-    return (d / "budget.json").exists() and ((d / "model").is_dir() or (d / "adapter").is_dir())
 
 
 def _accelerator(cfg: TrainConfig, grad_accum_if_engine: int):
@@ -246,33 +242,6 @@ def _resume_point(cfg: TrainConfig, ckpt_root: Path) -> Path | None:
     if not (p / "state.json").exists():
         raise ConfigError(f"{p} is not a checkpoint folder (no state.json)", field="resume")
     return p
-
-
-def check_same_run(cfg: TrainConfig, run_dir: Path) -> None:
-    """Refuse to reuse ``run_dir`` (return it finished, or resume it) when it was trained under a
-    different fingerprint (docs/training.md, "Reusing a run directory"). ``resume: never`` starts
-    over and needs no check; resuming from a named checkpoint folder only warns."""
-    from polyinstruct.train.fingerprint import differences, fingerprint, stored_fingerprint
-
-    if cfg.resume == "never":
-        return
-    finished = is_finished(run_dir)
-    if not finished and not (cfg.resume != "auto" or list_checkpoints(run_dir / "checkpoints")):
-        return  # nothing to reuse: a fresh start
-    old = stored_fingerprint(run_dir)
-    if old is None:
-        return
-    diffs = differences(old, fingerprint(cfg))
-    if not diffs:
-        return
-    if cfg.resume != "auto":
-        log.warning("resuming from %s with changed settings (%s); the result will not equal an uninterrupted run",
-                    cfg.resume, "; ".join(diffs))
-        return
-    state = "a finished run" if finished else "an interrupted run"
-    raise ConfigError(f"{run_dir} holds {state} trained with different settings:\n  " + "\n  ".join(diffs)
-                      + "\nTo keep it, set a new output_dir; to train here again from scratch (deleting it), "
-                      "add resume=never.", field="output_dir")
 
 
 def _write_run_files(cfg: TrainConfig, run_dir: Path, template, data_manifest: list[dict], base_path: str) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from polyinstruct.errors import ConfigError, MissingDependencyError, PolyinstructError
 from polyinstruct.registry import suggest
 from polyinstruct.train.config import TrainConfig, load_train_config
+from polyinstruct.train.methods import get_method
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ def validate(config: "str | os.PathLike | dict | TrainConfig", overrides: list[s
     cfg = load_train_config(config, overrides)
     file = str(config) if isinstance(config, (str, os.PathLike)) else None
     preflight(cfg, file)
-    from polyinstruct.train.run import check_same_run, is_finished
+    from polyinstruct.train.fingerprint import check_same_run, is_finished
 
     check_same_run(cfg, Path(cfg.output_dir))  # a changed config for an existing run: train would refuse it
     try:
@@ -42,7 +43,7 @@ def validate(config: "str | os.PathLike | dict | TrainConfig", overrides: list[s
         mcfg = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as e:
         raise ConfigError(f"cannot load a model config from {path!r}: {e}", file=file, field="model") from None
-    if cfg.method in ("lora", "dora", "rslora", "qlora", "adalora") or cfg.ia3_target_modules:
+    if get_method(cfg.method).family == "lora" or cfg.ia3_target_modules:
         _check_targets(cfg, mcfg, file)
     tokenizer, _ = load_tokenizer(path, list(cfg.add_special_tokens))
     template = load_template(cfg, tokenizer)
@@ -126,7 +127,7 @@ def _check_targets(cfg: TrainConfig, model_config, file: str | None) -> None:
     with init_empty_weights():
         model = AutoModelForCausalLM.from_config(model_config)
     try:
-        if cfg.method in ("lora", "dora", "rslora", "qlora", "adalora"):
+        if get_method(cfg.method).family == "lora":
             resolve_targets(model, cfg.lora.target_modules)
         if cfg.ia3_target_modules:
             resolve_targets(model, cfg.ia3_target_modules, "ia3_target_modules")

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from polyinstruct.fileio import append_jsonl, write_jsonl
+from polyinstruct.fileio import append_jsonl, iter_jsonl, write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +34,8 @@ class TranslationCache:
         self._buf: list[dict[str, Any]] = []
         if self.path.exists():
             repair_jsonl(self.path)
-            with open(self.path, encoding="utf-8") as f:
-                for line in f:
-                    d = json.loads(line)
-                    self._mem[d["key"]] = d["translation"]
+            for d in iter_jsonl(self.path):
+                self._mem[d["key"]] = d["translation"]
 
     @staticmethod
     def key(engine_key: str, src: str, tgt: str, text: str) -> str:

@@ -1,8 +1,8 @@
 """``polyinstruct data translate SRC --to fr,es --engine ENGINE --model M --out DIR``.
 
-Registered under ``polyinstruct data`` by ``polyinstruct/data/commands.py``; this
-module imports nothing heavy at import time, so ``polyinstruct.data`` stays free
-of inference code.
+Added to the ``polyinstruct data`` group by ``polyinstruct/cli.py`` (``GROUP_EXTENSIONS``), so
+``polyinstruct.data`` never imports translation or inference code. The engines named in the help
+are the engine registry's (``translate.engines.ENGINES``, whose module imports nothing heavy).
 """
 
 from __future__ import annotations
@@ -12,9 +12,6 @@ import json
 import os
 import sys
 from typing import Any
-
-ENGINE_NAMES = ("marian", "nllb", "m2m100", "hf", "vllm", "openai")
-
 
 def cmd_translate(args: argparse.Namespace) -> int:
     from polyinstruct.translate.engines import load_engine
@@ -90,6 +87,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 def register_translate(sub: Any) -> None:
     """Add ``translate`` to the ``polyinstruct data`` subcommands."""
+    from polyinstruct.translate.engines import ENGINES
+
     p = sub.add_parser("translate", help="machine-translate a dataset into other languages, with quality gates",
                        description="Translate every message of every record (code, URLs, placeholders and markdown "
                                    "kept) into each --to language; one OUT/<lang>.jsonl per language, rejects, "
@@ -98,7 +97,7 @@ def register_translate(sub: Any) -> None:
     p.add_argument("src", help="dataset file/folder (any supported format) or catalogue name")
     p.add_argument("--to", required=True, help="comma-separated target language codes, e.g. fr,es,ru")
     p.add_argument("--engine", required=True, metavar="ENGINE",
-                   help=f"one of {', '.join(ENGINE_NAMES)} (docs/translation.md)")
+                   help=f"one of {', '.join(ENGINES.names())} (docs/translation.md)")
     p.add_argument("--model", required=True, help="model path / packaged name / hub id (may hold {src} and {tgt} "
                                                   "for per-pair Marian models), or the API model name")
     p.add_argument("--out", required=True, help="output folder")

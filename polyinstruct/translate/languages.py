@@ -19,40 +19,10 @@ import re
 
 from polyinstruct.errors import ConfigError
 from polyinstruct.lang.codes import normalize_code
+from polyinstruct.lang.languages import LANGUAGES as _TABLE
 
-# ISO 639-1 -> (English name, FLORES-200 code, ISO 639-3)
-LANGUAGES: dict[str, tuple[str, str, str]] = {
-    "af": ("Afrikaans", "afr_Latn", "afr"), "ar": ("Arabic", "arb_Arab", "ara"),
-    "bg": ("Bulgarian", "bul_Cyrl", "bul"), "bn": ("Bengali", "ben_Beng", "ben"),
-    "ca": ("Catalan", "cat_Latn", "cat"), "cs": ("Czech", "ces_Latn", "ces"),
-    "cy": ("Welsh", "cym_Latn", "cym"), "da": ("Danish", "dan_Latn", "dan"),
-    "de": ("German", "deu_Latn", "deu"), "el": ("Greek", "ell_Grek", "ell"),
-    "en": ("English", "eng_Latn", "eng"), "es": ("Spanish", "spa_Latn", "spa"),
-    "et": ("Estonian", "est_Latn", "est"), "eu": ("Basque", "eus_Latn", "eus"),
-    "fa": ("Persian", "pes_Arab", "fas"), "fi": ("Finnish", "fin_Latn", "fin"),
-    "fr": ("French", "fra_Latn", "fra"), "ga": ("Irish", "gle_Latn", "gle"),
-    "gl": ("Galician", "glg_Latn", "glg"), "gu": ("Gujarati", "guj_Gujr", "guj"),
-    "he": ("Hebrew", "heb_Hebr", "heb"), "hi": ("Hindi", "hin_Deva", "hin"),
-    "hr": ("Croatian", "hrv_Latn", "hrv"), "hu": ("Hungarian", "hun_Latn", "hun"),
-    "hy": ("Armenian", "hye_Armn", "hye"), "id": ("Indonesian", "ind_Latn", "ind"),
-    "is": ("Icelandic", "isl_Latn", "isl"), "it": ("Italian", "ita_Latn", "ita"),
-    "ja": ("Japanese", "jpn_Jpan", "jpn"), "ka": ("Georgian", "kat_Geor", "kat"),
-    "kk": ("Kazakh", "kaz_Cyrl", "kaz"), "ko": ("Korean", "kor_Hang", "kor"),
-    "lt": ("Lithuanian", "lit_Latn", "lit"), "lv": ("Latvian", "lvs_Latn", "lav"),
-    "mk": ("Macedonian", "mkd_Cyrl", "mkd"), "ml": ("Malayalam", "mal_Mlym", "mal"),
-    "mr": ("Marathi", "mar_Deva", "mar"), "ms": ("Malay", "zsm_Latn", "msa"),
-    "nl": ("Dutch", "nld_Latn", "nld"), "no": ("Norwegian", "nob_Latn", "nob"),
-    "pl": ("Polish", "pol_Latn", "pol"), "pt": ("Portuguese", "por_Latn", "por"),
-    "ro": ("Romanian", "ron_Latn", "ron"), "ru": ("Russian", "rus_Cyrl", "rus"),
-    "sk": ("Slovak", "slk_Latn", "slk"), "sl": ("Slovenian", "slv_Latn", "slv"),
-    "sq": ("Albanian", "als_Latn", "sqi"), "sr": ("Serbian", "srp_Cyrl", "srp"),
-    "sv": ("Swedish", "swe_Latn", "swe"), "sw": ("Swahili", "swh_Latn", "swa"),
-    "ta": ("Tamil", "tam_Taml", "tam"), "te": ("Telugu", "tel_Telu", "tel"),
-    "th": ("Thai", "tha_Thai", "tha"), "tl": ("Tagalog", "tgl_Latn", "tgl"),
-    "tr": ("Turkish", "tur_Latn", "tur"), "uk": ("Ukrainian", "ukr_Cyrl", "ukr"),
-    "ur": ("Urdu", "urd_Arab", "urd"), "uz": ("Uzbek", "uzn_Latn", "uzb"),
-    "vi": ("Vietnamese", "vie_Latn", "vie"), "zh": ("Chinese", "zho_Hans", "zho"),
-}
+# ISO 639-1 -> (English name, FLORES-200 code, ISO 639-3), from the one language table (polyinstruct.lang.languages)
+LANGUAGES: dict[str, tuple[str, str, str]] = {c: (lg.name, lg.flores, lg.iso3) for c, lg in _TABLE.items()}
 
 
 def parse_code(code: str, *, field: str = "language") -> str:

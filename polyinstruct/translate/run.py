@@ -282,9 +282,9 @@ def translate_dataset(src: str | os.PathLike, targets: list[str], out_dir: str |
     total = len(records) * len(langs)
     initial = sum(len(done[lang] & {r.id for r in records}) for lang in langs)
     if progress:
-        from tqdm.auto import tqdm
+        from polyinstruct.progress import progress_bar
 
-        bar = tqdm(total=total, initial=initial, unit="rec", desc="translate", dynamic_ncols=True)
+        bar = progress_bar(total, initial=initial, unit="rec", desc="translate")
     tr = _Translator(engine, cache)
     try:
         for lang in langs:

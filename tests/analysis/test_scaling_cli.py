@@ -97,7 +97,7 @@ def test_experiment_with_a_size_axis_feeds_the_scaling_fit(tiny_model_dir, tmp_p
     study = json.loads((root / "analysis" / "scaling.json").read_text())
     assert {lang: [p[0] for p in pts] for lang, pts in study["points"].items()} == {"fr": [0, 2, 4]}
     # reference log-probabilities: one row per cell, a continuous score the same fit reads
-    from polyinstruct.analysis.refscore import reference_logprobs
+    from polyinstruct.experiment.refscore import reference_logprobs
 
     ref = reference_logprobs(root)
     assert sorted((r["cell"], r["size"], r["language"]) for r in ref) == [

@@ -8,7 +8,8 @@ import shutil
 
 import pytest
 
-from polyinstruct.experiment.runner import run_experiment, train_model_name
+from polyinstruct.experiment.cell import train_model_name
+from polyinstruct.experiment.runner import run_experiment
 
 
 def test_train_model_name_keeps_names_and_resolves_paths(tmp_path):

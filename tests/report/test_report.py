@@ -206,11 +206,11 @@ def test_quickstart_calls_the_machine_busy_by_its_load_at_the_start_not_its_own_
 
 
 def test_runner_progress_adds_up_seconds_per_stage(monkeypatch, capsys):
-    from polyinstruct.experiment import runner
+    from polyinstruct.experiment import cell
 
     clock = iter([0.0, 1.0, 3.0, 10.0, 11.0, 15.0, 20.0])
-    monkeypatch.setattr(runner.time, "monotonic", lambda: next(clock))
-    say = runner._printer(True)          # t0 = 0
+    monkeypatch.setattr(cell.time, "monotonic", lambda: next(clock))
+    say = cell.StagePrinter(True)        # t0 = 0
     say("[model] resolving m")           # 1
     say("[1/2] base")                    # 3: model 2 s
     say("  predict base on en")          # 10: cell 7 s

@@ -92,9 +92,9 @@ def test_full_checkpoint_is_a_transformers_folder_and_resumes_exactly(base_confi
 
 @pytest.mark.parametrize("method,flag", [("dora", "use_dora"), ("rslora", "use_rslora")])
 def test_dora_and_rslora_are_methods(base_config, method, flag):
-    from polyinstruct.train.methods import METHOD_BUILDERS
+    from polyinstruct.train.methods import TRAINING_METHODS
 
-    assert method in METHOD_BUILDERS
+    assert method in TRAINING_METHODS
     run = train(base_config(method=method, max_steps=1))
     cfg = json.loads((run / "adapter" / "adapter_config.json").read_text())
     assert cfg[flag] is True and cfg["peft_type"] == "LORA"

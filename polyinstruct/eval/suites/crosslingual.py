@@ -19,6 +19,7 @@ from polyinstruct.errors import ConfigError, DataError
 from polyinstruct.eval.data import DATASOURCES, DataSource, MissingDatasetError, local_copy, missing_message, squad_rows
 from polyinstruct.eval.scoring import squad_em, squad_f1
 from polyinstruct.eval.tasks import SUITES, TASKS, BuildContext, EvalTask, Suite, lm_eval_config
+from polyinstruct.lang.languages import english_name
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +34,9 @@ FLORES_CODES = {"en": "eng", "fr": "fra", "es": "spa", "ru": "rus", "bg": "bul",
                 "it": "ita", "pt": "por", "nl": "nld", "pl": "pol", "uk": "ukr", "cs": "ces", "sv": "swe",
                 "fi": "fin", "da": "dan", "no": "nob", "ro": "ron", "hu": "hun", "th": "tha", "id": "ind",
                 "sw": "swh", "bn": "ben", "te": "tel", "ta": "tam", "fa": "fas", "he": "heb", "ca": "cat"}
-LANG_NAMES = {"en": "English", "fr": "French", "es": "Spanish", "ru": "Russian", "bg": "Bulgarian",
-              "zh": "Chinese", "de": "German", "ar": "Arabic", "el": "Greek", "hi": "Hindi", "tr": "Turkish",
-              "vi": "Vietnamese", "ja": "Japanese", "ko": "Korean", "it": "Italian", "pt": "Portuguese",
-              "nl": "Dutch", "pl": "Polish", "uk": "Ukrainian", "cs": "Czech", "sv": "Swedish", "fi": "Finnish",
-              "da": "Danish", "no": "Norwegian", "ro": "Romanian", "hu": "Hungarian", "th": "Thai",
-              "id": "Indonesian", "sw": "Swahili", "bn": "Bengali", "te": "Telugu", "ta": "Tamil", "fa": "Persian",
-              "he": "Hebrew", "ca": "Catalan"}
+LANG_NAMES = {c: english_name(c) for c in ("en", "fr", "es", "ru", "bg", "zh", "de", "ar", "el", "hi", "tr", "vi",
+                                           "ja", "ko", "it", "pt", "nl", "pl", "uk", "cs", "sv", "fi", "da", "no",
+                                           "ro", "hu", "th", "id", "sw", "bn", "te", "ta", "fa", "he", "ca")}
 
 
 def gen_kwargs(until: list[str], max_tokens: int) -> dict[str, Any]:
@@ -312,10 +309,12 @@ def chrf_stderr(chrf: Any, hyps: list[str], refs: list[str]) -> float | None:
         return None
     import numpy as np
 
-    stats = np.asarray(chrf._extract_corpus_statistics(hyps, [refs]), dtype=float)
+    from polyinstruct.stats import chrf_from_statistics, chrf_statistics
+
+    stats = chrf_statistics(hyps, refs)
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     idx = rng.integers(0, len(hyps), size=(BOOTSTRAP_RESAMPLES, len(hyps)))
-    scores = [chrf._compute_score_from_stats(list(stats[i].sum(axis=0))).score for i in idx]
+    scores = [chrf_from_statistics(stats[i].sum(axis=0)) for i in idx]
     return float(np.std(scores, ddof=1))
 
 

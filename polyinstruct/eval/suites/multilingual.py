@@ -19,16 +19,13 @@ from polyinstruct.eval.data import DATASOURCES, DataSource, read_jsonl_file, req
 from polyinstruct.eval.scoring import exact_match, last_number, number_match
 from polyinstruct.eval.suites.crosslingual import gen_kwargs, languages, mean_metrics
 from polyinstruct.eval.tasks import SUITES, TASKS, BuildContext, EvalTask, Suite, lm_eval_config
+from polyinstruct.lang.languages import flores_code
 
 MGSM_LANGS = ("en", "bn", "de", "es", "fr", "ja", "ru", "sw", "te", "th", "zh")
 MGSM_MAX_TOKENS = 512
-BELEBELE_CODES = {"en": "eng_Latn", "fr": "fra_Latn", "es": "spa_Latn", "ru": "rus_Cyrl", "bg": "bul_Cyrl",
-                  "zh": "zho_Hans", "de": "deu_Latn", "ar": "arb_Arab", "el": "ell_Grek", "hi": "hin_Deva",
-                  "tr": "tur_Latn", "vi": "vie_Latn", "ja": "jpn_Jpan", "ko": "kor_Hang", "it": "ita_Latn",
-                  "pt": "por_Latn", "nl": "nld_Latn", "pl": "pol_Latn", "uk": "ukr_Cyrl", "cs": "ces_Latn",
-                  "sv": "swe_Latn", "fi": "fin_Latn", "da": "dan_Latn", "no": "nob_Latn", "ro": "ron_Latn",
-                  "hu": "hun_Latn", "th": "tha_Thai", "id": "ind_Latn", "sw": "swh_Latn", "bn": "ben_Beng",
-                  "te": "tel_Telu", "ta": "tam_Taml", "fa": "pes_Arab", "he": "heb_Hebr", "ca": "cat_Latn"}
+BELEBELE_CODES = {c: flores_code(c) for c in ("en", "fr", "es", "ru", "bg", "zh", "de", "ar", "el", "hi", "tr", "vi",
+                                              "ja", "ko", "it", "pt", "nl", "pl", "uk", "cs", "sv", "fi", "da", "no",
+                                              "ro", "hu", "th", "id", "sw", "bn", "te", "ta", "fa", "he", "ca")}
 GLOBAL_MMLU_LANGS = ("am", "ar", "bn", "cs", "de", "el", "en", "es", "fa", "fil", "fr", "ha", "he", "hi", "id",
                      "ig", "it", "ja", "ko", "ky", "lt", "mg", "ms", "ne", "nl", "ny", "pl", "pt", "ro", "ru", "si",
                      "sn", "so", "sr", "sv", "sw", "te", "tr", "uk", "vi", "yo", "zh")

@@ -13,16 +13,15 @@ ref_logprob`` fits them (docs/analysis.md).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from polyinstruct.errors import DataError
+from polyinstruct.fileio import iter_jsonl, iter_jsonl_numbered, write_jsonl
+from polyinstruct.yamlio import load_yaml
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +31,7 @@ def _cells(root: Path) -> list[tuple[str, str, str, int | None, Path]]:
     cfg_path = root / "experiment.yaml"
     if not cfg_path.is_file():
         raise DataError("not an experiment directory (no experiment.yaml)", path=str(root))
-    cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
+    cfg = load_yaml(cfg_path)
     from polyinstruct.experiment.config import ExperimentConfig
 
     exp = ExperimentConfig.model_validate(cfg)
@@ -54,19 +53,16 @@ def reference_logprobs(experiment_dir: str | os.PathLike, *, template: str | Non
     """One row per cell and language (see module doc); writes ``analysis/ref_logprob.jsonl``."""
     import torch
 
-    from polyinstruct.fileio import write_jsonl
     from polyinstruct.infer.hf import HFBackend
     from polyinstruct.models.resolve import resolve_model_path
 
     root = Path(experiment_dir)
-    cfg = yaml.safe_load((root / "experiment.yaml").read_text(encoding="utf-8")) if \
+    cfg = load_yaml(root / "experiment.yaml") if \
         (root / "experiment.yaml").is_file() else {}
     rows: list[dict[str, Any]] = []
     out_path = root / "analysis" / "ref_logprob.jsonl"
     earlier: dict[str, list[dict[str, Any]]] = {}
     if out_path.is_file():  # resume: a cell scored after its model was last written is not scored again
-        from polyinstruct.fileio import iter_jsonl
-
         for r in iter_jsonl(out_path):
             earlier.setdefault(r["cell"], []).append(r)
     for name, arm, model, size, prompts in _cells(root):
@@ -79,20 +75,18 @@ def reference_logprobs(experiment_dir: str | os.PathLike, *, template: str | Non
         kwargs = {"template": template or cfg.get("template", "tulu")} if arm == "base" else {}
         backend = HFBackend.from_path(resolve_model_path(model), device="cpu", dtype="float32", merge=True, **kwargs)
         per_lang: dict[str, list[float]] = {}
-        with open(prompts, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                rec = json.loads(line)
-                msgs = rec.get("messages") or []
-                if not msgs or msgs[-1].get("role") != "assistant" or not msgs[-1].get("content"):
-                    raise DataError("an evaluation prompt needs a reference answer as its last turn",
-                                    path=str(prompts), line=n, field="messages")
-                ctx = backend.encode_messages([{"role": m["role"], "content": m["content"]} for m in msgs[:-1]])
-                ref = backend.tokenizer(msgs[-1]["content"], add_special_tokens=False)["input_ids"]
-                ids = torch.tensor([ctx + ref])
-                with torch.inference_mode():
-                    logits = backend.model(input_ids=ids).logits[0, len(ctx) - 1: -1].float()
-                lp = torch.log_softmax(logits, dim=-1).gather(1, torch.tensor(ref).unsqueeze(1)).mean().item()
-                per_lang.setdefault(rec.get("language") or "unknown", []).append(lp)
+        for n, rec in iter_jsonl_numbered(prompts):
+            msgs = rec.get("messages") or []
+            if not msgs or msgs[-1].get("role") != "assistant" or not msgs[-1].get("content"):
+                raise DataError("an evaluation prompt needs a reference answer as its last turn",
+                                path=str(prompts), line=n, field="messages")
+            ctx = backend.encode_messages([{"role": m["role"], "content": m["content"]} for m in msgs[:-1]])
+            ref = backend.tokenizer(msgs[-1]["content"], add_special_tokens=False)["input_ids"]
+            ids = torch.tensor([ctx + ref])
+            with torch.inference_mode():
+                logits = backend.model(input_ids=ids).logits[0, len(ctx) - 1: -1].float()
+            lp = torch.log_softmax(logits, dim=-1).gather(1, torch.tensor(ref).unsqueeze(1)).mean().item()
+            per_lang.setdefault(rec.get("language") or "unknown", []).append(lp)
         for lang, vals in per_lang.items():
             rows.append({"cell": name, "arm": arm, "language": lang, "size": size, "n": len(vals),
                          "ref_logprob": sum(vals) / len(vals)})
