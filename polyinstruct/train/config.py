@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from polyinstruct.config import apply_overrides, load_yaml, resolve_input_path, validate_config
 from polyinstruct.errors import ConfigError
 from polyinstruct.registry import suggest
+from polyinstruct.train.preference.config import PreferenceOptions
 
 METHODS = ("full", "lora", "dora", "rslora", "qlora", "adalora", "ia3", "prefix_tuning", "prompt_tuning",
            "p_tuning")
@@ -109,6 +110,10 @@ class TrainConfig(BaseModel):
     preset: Literal["seed1_lora", "alpaca_fft", "tulu"] | None = None
 
     method: str = "lora"
+    # What the run minimises (docs/preference.md): sft, or a preference objective on preference data
+    # (dpo with preference.loss sigmoid|ipo|hinge|robust, orpo, simpo, kto); independent of ``method``.
+    objective: Literal["sft", "dpo", "orpo", "simpo", "kto"] = "sft"
+    preference: PreferenceOptions = Field(default_factory=PreferenceOptions)
     lora: LoraOptions = Field(default_factory=LoraOptions)
     prompt: PromptOptions = Field(default_factory=PromptOptions)
     ia3_target_modules: Union[str, list[str], None] = None
@@ -215,6 +220,18 @@ class TrainConfig(BaseModel):
             self.packing = self.method not in PROMPT_LEARNING
         elif self.packing and self.method in PROMPT_LEARNING:
             raise ValueError(f"packing is not supported with {self.method} (virtual tokens are per sequence)")
+        if self.objective != "sft":
+            if self.train_on_inputs:
+                raise ValueError(f"train_on_inputs does not apply to objective {self.objective} (the loss is on the "
+                                 "answers)")
+            p = self.preference
+            if self.objective == "kto" and p.kto_kl == "batch":
+                if self.micro_batch_size < 2:
+                    raise ValueError("objective kto estimates its KL term from mismatched pairs in a micro-batch: "
+                                     "micro_batch_size must be at least 2 (or set preference.kto_kl: none)")
+                if p.reference == "precompute":
+                    raise ValueError("preference.reference: precompute cannot serve kto's batch KL term (its pairs "
+                                     "depend on the batch); use reference auto or kto_kl none")
         if self.mixed_precision == "auto":
             from polyinstruct.models.hardware import auto_dtype
 

@@ -107,7 +107,12 @@ def tokenized_cache_dir() -> Path:
 
 
 def load_examples(cfg: TrainConfig, tokenizer, template) -> tuple[list[dict], list[dict], list[dict]]:
-    """(train, validation, manifest rows). Validation comes from a file or a seeded split."""
+    """(train, validation, manifest rows). Validation comes from a file or a seeded split.
+    Preference objectives read preference records (``train.preference.data``)."""
+    if cfg.objective != "sft":
+        from polyinstruct.train.preference.data import load_preference_examples
+
+        return load_preference_examples(cfg, tokenizer, template)
     manifest: list[dict] = []
 
     def read(which: str) -> list[Conversation]:
