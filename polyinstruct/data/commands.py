@@ -260,3 +260,6 @@ def register(subparsers: Any) -> None:
     from polyinstruct.translate.commands import register_translate
 
     register_translate(sub)
+    from polyinstruct.prefs.commands import register_prefs
+
+    register_prefs(sub)
