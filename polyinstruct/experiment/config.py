@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from polyinstruct.eval.experiment import BenchmarkSettings
 from polyinstruct.experiment.executors import ExecutorSettings
+from polyinstruct.experiment.preference import PreferenceStage, split_arm
 
 ARM_KINDS = ("base", "multi", "multi-down", "en-only", "mono")
 
@@ -65,6 +66,8 @@ class ExperimentConfig(BaseModel):
     train: dict[str, Any] = Field(default_factory=dict, description="training config fields for every arm")
     eval: EvalSettings = Field(default_factory=EvalSettings)
     judge: dict[str, Any] | None = None
+    # the preference stage of arms named <kind>+pref (experiment/preference.py, docs/preference.md)
+    preference: PreferenceStage | None = None
     lid: str = "auto"
     seed: int = 0
     # where cells run (local | ray | slurm), their resources and retries; docs/clusters.md
@@ -111,6 +114,9 @@ class ExperimentConfig(BaseModel):
     @classmethod
     def _check_arms(cls, arms: list[str]) -> list[str]:
         for a in arms:
+            a, pref = split_arm(a)
+            if pref and (a == "base" or a.startswith("mono")):
+                raise ValueError(f"{a}+pref: a preference stage follows an SFT arm (multi, multi-down, en-only)")
             kind = "mono" if a.startswith("mono") else a
             if a.startswith("mono-"):  # mono-<lang>: the language names folders and files
                 from polyinstruct.lang.codes import validate_language_code
@@ -137,7 +143,7 @@ class ExperimentConfig(BaseModel):
         if self.sizes:
             plain = self.model_copy(update={"sizes": None}).cells()
             return [Cell(c.name, c.kind, c.eval_languages, size=0) if c.kind == "base" else
-                    Cell(f"{c.name}@{n}", c.kind, c.eval_languages, size=n) for c in plain
+                    Cell(f"{c.name}@{n}", c.kind, c.eval_languages, size=n, preference=c.preference) for c in plain
                     for n in ([0] if c.kind == "base" else self.sizes)]
         out: list[Cell] = []
         for a in self.arms:
@@ -146,7 +152,8 @@ class ExperimentConfig(BaseModel):
             elif a.startswith("mono-"):
                 out.append(Cell(a, "mono", [a.split("-", 1)[1]]))
             else:
-                out.append(Cell(a, a, list(self.eval_languages)))
+                kind, pref = split_arm(a)
+                out.append(Cell(a, kind, list(self.eval_languages), preference=pref))
         return out
 
 
@@ -157,9 +164,11 @@ class Cell(BaseModel):
     kind: str
     eval_languages: list[str]
     size: int | None = None  # examples per language on a size axis (None: no axis)
+    preference: bool = False  # an arm <kind>+pref: SFT, then the preference stage
 
-    def __init__(self, name: str, kind: str, eval_languages: list[str], size: int | None = None):
-        super().__init__(name=name, kind=kind, eval_languages=eval_languages, size=size)
+    def __init__(self, name: str, kind: str, eval_languages: list[str], size: int | None = None,
+                 preference: bool = False):
+        super().__init__(name=name, kind=kind, eval_languages=eval_languages, size=size, preference=preference)
 
     @property
     def arm_name(self) -> str:

@@ -148,13 +148,17 @@ def _run_cell(cfg: ExperimentConfig, cell: Cell, cdir: Path, root: Path, model_p
         model_for_predict = model_path
     else:
         run_dir = cdir / "run"
-        if not (run_dir / "budget.json").exists():
+        # an arm <kind>+pref trains its SFT stage like <kind> (reusing that cell's run when the grid has
+        # it), then its preference stage into run/ (experiment/preference.py)
+        sft_dir = run_dir if not cell.preference else _sft_dir(cfg, cell, cdir, root)
+        data_file = arm_file(_data_root(root, cell.size), cell.arm_name.split("+")[0], cell.kind)
+        from polyinstruct.experiment.checks import cell_train_config
+
+        train_cfg = cell_train_config(cfg, model=model_path, data=str(data_file), output_dir=str(sft_dir))
+
+        def train_sft() -> None:
             from polyinstruct.train import train
 
-            data_file = arm_file(_data_root(root, cell.size), cell.arm_name, cell.kind)
-            from polyinstruct.experiment.checks import cell_train_config
-
-            train_cfg = cell_train_config(cfg, model=model_path, data=str(data_file), output_dir=str(run_dir))
             procs = cfg.executor.train_processes()
             on = f", {procs} processes" if procs > 1 else ""
             say(f"  train {cell.name} on {data_file.name} ({cfg.method}{on})")
@@ -164,6 +168,13 @@ def _run_cell(cfg: ExperimentConfig, cell: Cell, cdir: Path, root: Path, model_p
                 launch_training(train_cfg, procs, cfg.executor.accelerate_config, cdir)
             else:
                 train(train_cfg, progress=progress)
+
+        if cell.preference:
+            from polyinstruct.experiment.preference import run_preference_stage
+
+            run_preference_stage(cfg, cell, cdir, root, train_cfg, sft_dir, train_sft, say, progress)
+        elif not (run_dir / "budget.json").exists():
+            train_sft()
         else:
             say(f"  train {cell.name}: finished earlier")
         model_for_predict = str(run_dir)
@@ -216,8 +227,16 @@ def _write_results(cfg: ExperimentConfig, root: Path, data_budget: dict[str, Any
         budget = {}
         if (cdir / "run" / "budget.json").exists():
             budget = read_json(cdir / "run" / "budget.json")
+        extra: dict[str, Any] = {}
+        if cell.preference:  # SFT + preference: both stages' tokens count (docs/preference.md)
+            sft = _sft_dir(cfg, cell, cdir, root) / "budget.json"
+            sft_tokens = read_json(sft).get("tokens_seen", 0) if sft.exists() else 0
+            extra = {"sft_tokens": sft_tokens, "preference_tokens": budget.get("tokens_seen", 0),
+                     "objective": budget.get("objective")}
+            budget = {**budget, "tokens_seen": sft_tokens + budget.get("tokens_seen", 0)}
         for r in read_json(cdir / "scores.json")["rows"]:
-            rows.append({"cell": cell.name, "arm": cell.kind, "model": cfg.model, **r,
+            rows.append({"cell": cell.name, "arm": cell.kind + ("+pref" if cell.preference else ""),
+                         "model": cfg.model, **r, **extra,
                          "train_tokens": budget.get("tokens_seen", 0),
                          **({"size": cell.size} if cell.size is not None else {})})
     order = {lang: i for i, lang in enumerate(cfg.eval_languages)}
@@ -226,6 +245,15 @@ def _write_results(cfg: ExperimentConfig, root: Path, data_budget: dict[str, Any
     write_jsonl(root / "results.jsonl", rows)
     if data_budget:
         write_json(root / "budget_table.json", data_budget)
+
+
+def _sft_dir(cfg: ExperimentConfig, cell: Cell, cdir: Path, root: Path) -> Path:
+    """The SFT run of a +pref cell: the plain <kind> cell's finished run when the grid has one (the same
+    config and data, so the same weights), else the cell's own ``sft/``."""
+    plain = cell.name.replace("+pref", "")
+    if any(c.name == plain for c in cfg.cells()) and (root / "cells" / plain / "run" / "budget.json").exists():
+        return root / "cells" / plain / "run"
+    return cdir / "sft"
 
 
 def _data_root(root: Path, size: int | None) -> Path:
