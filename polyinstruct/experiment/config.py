@@ -125,8 +125,8 @@ class ExperimentConfig(BaseModel):
             if kind not in ARM_KINDS:
                 from polyinstruct.registry import suggest
 
-                raise ValueError(f"unknown arm {a!r}.{suggest(a, list(ARM_KINDS))} Known: {', '.join(ARM_KINDS)}, mono-<lang>, "
-                                 "<kind>+pref")
+                raise ValueError(f"unknown arm {a!r}.{suggest(a, list(ARM_KINDS))} Known: "
+                                 f"{', '.join(ARM_KINDS)}, mono-<lang>, <kind>+pref")
         if not arms:
             raise ValueError("at least one arm is needed")
         return arms
