@@ -56,7 +56,7 @@ class PreferenceLoop(Loop):
                 exs = [self.train[i] for i in (mb or examples[:1])]
                 loss, m = self._loss(exs, n_ex, n_chosen)
                 if not mb:  # no micro-batch left for this process: a zero-gradient pass keeps DDP in step
-                    loss, m = loss * 0.0, {}
+                    loss, m = loss * 0.0, {k: 0.0 for k in m}  # same metric keys on every process (reduce)
                 self.acc.backward(loss * self.loss_scale)
                 total += loss.detach()
                 for k, v in m.items():
