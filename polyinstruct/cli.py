@@ -37,6 +37,7 @@ GROUP_EXTENSIONS = [
     ("data", "polyinstruct.translate.commands:register_translate"),
     ("analyze", "polyinstruct.experiment.commands:register_refscore"),
     ("data", "polyinstruct.evalsets.commands:register"),  # data decontaminate
+    ("data", "polyinstruct.prefs.commands:register_prefs"),  # data prefs
 ]
 
 

@@ -29,7 +29,7 @@ LAYERS: list[list[str]] = [
     ["templates", "models"],
     ["train"],
     ["infer"],  # reads what train writes: run directories, and which adapters merge (train.methods)
-    ["judge", "translate", "evalsets"],
+    ["judge", "translate", "evalsets", "prefs"],
     ["eval", "annotate", "analysis"],
     ["report"],
     ["experiment"],

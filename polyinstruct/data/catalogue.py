@@ -142,8 +142,11 @@ def _parse_entry(name: str, spec: Any, file: Path) -> CatalogueEntry:
     if spec.get("format"):
         from polyinstruct.data.formats import get_format
 
+        from polyinstruct.data.preference import PREFERENCE_FORMATS
+
         try:
-            get_format(spec["format"])
+            if spec["format"] not in PREFERENCE_FORMATS:  # preference sets name a preference reader
+                get_format(spec["format"])
         except UnknownNameError as e:
             raise ConfigError(str(e), file=where, field=f"{name}.format") from None
     data = dict(spec)

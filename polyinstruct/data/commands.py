@@ -36,9 +36,15 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    rep = api.validate_file(args.path, args.format, on_error=args.on_error, rejects_path=args.rejects,
-                            output=args.output, oasst_paths=args.oasst_paths,
-                            merge_consecutive=args.merge_consecutive)
+    from polyinstruct.data.preference import validate_preference_file, wants_preference
+
+    if wants_preference(args.path, args.format):
+        rep = validate_preference_file(args.path, args.format, on_error=args.on_error, rejects_path=args.rejects,
+                                       output=args.output)
+    else:
+        rep = api.validate_file(args.path, args.format, on_error=args.on_error, rejects_path=args.rejects,
+                                output=args.output, oasst_paths=args.oasst_paths,
+                                merge_consecutive=args.merge_consecutive)
     for msg in rep["errors"]:
         print(msg, file=sys.stderr)
     if rep["rejected_total"] > len(rep["errors"]):
@@ -72,11 +78,37 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    from polyinstruct.data.preference import wants_preference
     from polyinstruct.data.stats import format_stats
 
+    files = [d for d in args.datasets if _is_file(d)]
+    if files and all(wants_preference(d, args.format) for d in files):
+        return _preference_stats(args)
     stats = api.compute_stats(args.datasets, args.tokenizer, format=args.format, catalogue_paths=args.catalogue)
     if not args.json_only:
         print(format_stats(stats, ", ".join(args.datasets)))
+    if args.json or args.json_only:
+        _print_json(stats)
+    return 0
+
+
+def _is_file(d: str) -> bool:
+    from pathlib import Path
+
+    return Path(d).exists()
+
+
+def _preference_stats(args: argparse.Namespace) -> int:
+    """``data stats`` on preference files: pairs, lengths of prompt/chosen/rejected, language and reasons."""
+    from itertools import chain
+
+    from polyinstruct.data.preference import format_preference_stats, preference_stats, read_preferences
+
+    streams = [read_preferences(d, args.format) for d in args.datasets]
+    stats = preference_stats(chain.from_iterable(streams), args.tokenizer)
+    stats["datasets"] = list(args.datasets)
+    if not args.json_only:
+        print(format_preference_stats(stats, ", ".join(args.datasets)))
     if args.json or args.json_only:
         _print_json(stats)
     return 0
@@ -171,7 +203,8 @@ def register(subparsers: Any) -> dict[str, Any]:
     p.add_argument("--language", default=None, help="ISO 639-1 code for records that lack one")
     p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("stats", help="instances, mean rounds, prompt/completion length per language (Tulu Table 1)")
+    p = sub.add_parser("stats", help="instances, mean rounds, prompt/completion length per language (Tulu Table 1); "
+                                     "for preference files: pairs, prompt/chosen/rejected lengths, reasons")
     p.add_argument("datasets", nargs="+", metavar="FILE|NAME")
     p.add_argument("--tokenizer", default=None, help="tokenizer path: count tokens instead of words")
     p.add_argument("--json", action="store_true", help="print the JSON after the table")

@@ -93,3 +93,66 @@ class Conversation:
             if self.messages[i].role == "assistant":
                 return self.message_language(i)
         return self.language
+
+
+@dataclass
+class Preference:
+    """A preference record: a conversation ``prefix`` (ending with a user turn), then a ``chosen`` and a
+    ``rejected`` assistant turn, each with its language.
+
+    Paired records (both turns) train DPO, IPO, ORPO, SimPO; an *unpaired* record holds only one of them
+    (``chosen``: a desirable answer, ``rejected``: an undesirable one), which is the shape KTO takes.
+    On disk it is one JSON object per line: ``{"id", "messages": [prefix], "chosen": {"content",
+    "language"}, "rejected": {...}, "language", "source", "meta"}`` (``meta.reasons`` says why a built
+    pair was chosen so; see docs/preference.md). Checks live in ``data.preference``.
+    """
+
+    id: str
+    prefix: list[Message]
+    chosen: Message | None
+    rejected: Message | None
+    language: str | None = None  # the prompt's language
+    source: str | None = None
+    license: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def paired(self) -> bool:
+        return self.chosen is not None and self.rejected is not None
+
+    def conversation(self, which: str) -> Conversation:
+        """The prefix followed by the ``chosen`` or ``rejected`` turn, as an SFT conversation (what
+        templates tokenize and mask)."""
+        turn = self.chosen if which == "chosen" else self.rejected
+        if turn is None:
+            raise ValueError(f"record {self.id!r} has no {which} turn")
+        return Conversation(id=self.id, messages=[*self.prefix, turn], language=self.language, source=self.source)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"id": self.id, "messages": [m.to_dict() for m in self.prefix]}
+        for key in ("chosen", "rejected"):
+            turn = getattr(self, key)
+            if turn is not None:
+                t = {"content": turn.content}
+                if turn.language:
+                    t["language"] = turn.language
+                d[key] = t
+        for key in ("language", "source", "license"):
+            if getattr(self, key):
+                d[key] = getattr(self, key)
+        if self.meta:
+            d["meta"] = self.meta
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Preference":
+        """Build from the on-disk dict (checked first by ``data.preference.check_preference``)."""
+        prefix = [Message(m["role"], m["content"], m.get("language"), m.get("input") or None) for m in d["messages"]]
+
+        def turn(key: str) -> Message | None:
+            t = d.get(key)
+            return None if t is None else Message("assistant", t["content"], t.get("language"))
+
+        return cls(id=str(d["id"]), prefix=prefix, chosen=turn("chosen"), rejected=turn("rejected"),
+                   language=d.get("language"), source=d.get("source"), license=d.get("license"),
+                   meta=dict(d.get("meta") or {}))

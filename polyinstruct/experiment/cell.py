@@ -181,16 +181,20 @@ def run_cell(cfg: ExperimentConfig, cell: Cell, cdir: Path, root: Path, model_pa
         model_for_predict = model_path
     else:
         run_dir = cdir / "run"
-        if not (run_dir / "budget.json").exists():
+        # an arm <kind>+pref trains its SFT stage like <kind> (reusing that cell's run when the grid has
+        # it), then its preference stage into run/ (experiment/preference.py)
+        sft_dir = run_dir if not cell.preference else sft_run_dir(cfg, cell, cdir, root)
+        data_file = arm_file(data_root(root, cell.size), cell.arm_name.split("+")[0], cell.kind)
+        from polyinstruct.experiment.checks import cell_train_config
+
+        # the model as the user named it (a packaged name or hub id is resolved again by train): the
+        # adapter records that name, not this machine's cache folder, so it loads elsewhere
+        train_cfg = cell_train_config(cfg, model=train_model_name(cfg.model, model_path), data=str(data_file),
+                                      output_dir=str(sft_dir))
+
+        def train_sft() -> None:
             from polyinstruct.train import train
 
-            data_file = arm_file(data_root(root, cell.size), cell.arm_name, cell.kind)
-            from polyinstruct.experiment.checks import cell_train_config
-
-            # the model as the user named it (a packaged name or hub id is resolved again by train): the
-            # adapter records that name, not this machine's cache folder, so it loads elsewhere
-            train_cfg = cell_train_config(cfg, model=train_model_name(cfg.model, model_path), data=str(data_file),
-                                          output_dir=str(run_dir))
             procs = cfg.executor.train_processes()
             on = f", {procs} processes" if procs > 1 else ""
             say(f"  train {cell.name} on {data_file.name} ({cfg.method}{on})")
@@ -198,6 +202,13 @@ def run_cell(cfg: ExperimentConfig, cell: Cell, cdir: Path, root: Path, model_pa
                 launch_training(train_cfg, procs, cfg.executor.accelerate_config, cdir)
             else:
                 train(train_cfg, progress=progress)
+
+        if cell.preference:
+            from polyinstruct.experiment.preference import run_preference_stage
+
+            run_preference_stage(cfg, cell, cdir, root, train_cfg, sft_dir, train_sft, say, progress)
+        elif not (run_dir / "budget.json").exists():
+            train_sft()
         else:
             say(f"  train {cell.name}: finished earlier")
         model_for_predict = str(run_dir)
@@ -239,6 +250,15 @@ def run_cell(cfg: ExperimentConfig, cell: Cell, cdir: Path, root: Path, model_pa
         from polyinstruct.eval.experiment import run_cell_benchmarks
 
         run_cell_benchmarks(cfg.eval.benchmarks, model_for_predict, cdir / "benchmarks", label=cell.name, say=say)
+
+
+def sft_run_dir(cfg: ExperimentConfig, cell: Cell, cdir: Path, root: Path) -> Path:
+    """The SFT run of a +pref cell: the plain <kind> cell's finished run when the grid has one (the same
+    config and data, so the same weights), else the cell's own ``sft/``."""
+    plain = cell.name.replace("+pref", "")
+    if any(c.name == plain for c in cfg.cells()) and (root / "cells" / plain / "run" / "budget.json").exists():
+        return root / "cells" / plain / "run"
+    return cdir / "sft"
 
 
 def data_root(root: Path, size: int | None) -> Path:

@@ -60,6 +60,7 @@ def check_sections(cfg: ExperimentConfig, file: str | None = None) -> None:
         load_train_config(cell_train_config(cfg, model=cfg.model, data="arm.jsonl", output_dir="run"))
     except ConfigError as e:
         raise ConfigError(e.reason, file=file, field=f"train.{e.field}" if e.field else "train") from None
+    _check_preference(cfg, file)
     if cfg.judge is not None:
         from polyinstruct.judge.config import resolve_judge_config
 
@@ -257,3 +258,29 @@ def write_fingerprints(cfg: ExperimentConfig, root: Path) -> None:
 def write_cell_fingerprint(cfg: ExperimentConfig, cell: Cell, cdir: Path) -> None:
     cdir.mkdir(parents=True, exist_ok=True)
     write_json(cdir / FINGERPRINT_FILE, cell_fingerprint(cfg, cell))
+
+
+def _check_preference(cfg: ExperimentConfig, file: str | None) -> None:
+    """Arms <kind>+pref need a ``preference:`` section whose stage config is a valid preference run."""
+    from polyinstruct.train.config import load_train_config
+
+    pref_arms = [c.name for c in cfg.cells() if c.preference]
+    if pref_arms and cfg.preference is None:
+        raise ConfigError(f"arm {pref_arms[0]} has a preference stage: add a preference: section "
+                          "(docs/preference.md)", file=file, field="preference")
+    if cfg.preference is None:
+        return
+    st = cfg.preference
+    if st.from_ == "data" and not st.data:
+        raise ConfigError("from: data needs data: (a preference file)", file=file, field="preference.data")
+    base = cell_train_config(cfg, model=cfg.model, data="arm.jsonl", output_dir="run")
+    tcfg = st.stage_train_config(base, model=cfg.model, data="pairs.jsonl", output_dir="run")
+    try:
+        loaded = load_train_config(tcfg)
+    except ConfigError as e:
+        raise ConfigError(e.reason, file=file, field=f"preference.train.{e.field}" if e.field
+                          else "preference.train") from None
+    if loaded.objective == "sft":
+        raise ConfigError("the preference stage needs a preference objective (dpo, orpo, simpo, kto)", file=file,
+                          field="preference.train.objective")
+

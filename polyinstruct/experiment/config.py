@@ -70,6 +70,35 @@ class ExecutorSettings(BaseModel):
         return self.processes or (self.resources.gpus if self.resources.gpus > 1 else 1)
 
 
+# An arm's preference stage (experiment/preference.py runs it): its config part.
+SUFFIX = "+pref"
+
+
+class PreferenceStage(BaseModel):
+    """The ``preference:`` section of an experiment config."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    from_: Literal["prefs", "data"] = Field("prefs", alias="from")
+    data: str | None = None  # a preference file (from: data)
+    k: int = Field(4, ge=1)  # answers sampled per prompt (from: prefs)
+    prompts_per_language: int | None = Field(None, ge=1)  # training prompts per language to answer (None: all)
+    max_new_tokens: int = Field(48, ge=1)
+    reference_as_chosen: bool = False  # no good sampled answer: the prompt's reference answer is chosen
+    train: dict[str, Any] = Field(default_factory=lambda: {"objective": "dpo"})  # overrides of the SFT config
+
+    def stage_train_config(self, sft_config: dict[str, Any], *, model: str, data: str, output_dir: str
+                           ) -> dict[str, Any]:
+        """The stage's training config: the SFT cell's, with ``train`` on top, from the SFT model."""
+        cfg = {**sft_config, **self.train, "model": model, "data": [data], "output_dir": output_dir}
+        cfg.setdefault("objective", "dpo")
+        return cfg
+
+
+def split_arm(arm: str) -> tuple[str, bool]:
+    """(the SFT arm kind, whether the arm has a preference stage)."""
+    return (arm[:-len(SUFFIX)], True) if arm.endswith(SUFFIX) else (arm, False)
+
+
 ARM_KINDS = ("base", "multi", "multi-down", "en-only", "mono")
 
 
@@ -126,6 +155,8 @@ class ExperimentConfig(BaseModel):
     train: dict[str, Any] = Field(default_factory=dict, description="training config fields for every arm")
     eval: EvalSettings = Field(default_factory=EvalSettings)
     judge: dict[str, Any] | None = None
+    # the preference stage of arms named <kind>+pref (experiment/preference.py, docs/preference.md)
+    preference: PreferenceStage | None = None
     lid: str = "auto"
     seed: int = 0
     # where cells run (local | ray | slurm), their resources and retries; docs/clusters.md
@@ -172,6 +203,9 @@ class ExperimentConfig(BaseModel):
     @classmethod
     def _check_arms(cls, arms: list[str]) -> list[str]:
         for a in arms:
+            a, pref = split_arm(a)
+            if pref and (a == "base" or a.startswith("mono")):
+                raise ValueError(f"{a}+pref: a preference stage follows an SFT arm (multi, multi-down, en-only)")
             kind = "mono" if a.startswith("mono") else a
             if a.startswith("mono-"):  # mono-<lang>: the language names folders and files
                 from polyinstruct.lang.codes import validate_language_code
@@ -180,7 +214,8 @@ class ExperimentConfig(BaseModel):
             if kind not in ARM_KINDS:
                 from polyinstruct.registry import suggest
 
-                raise ValueError(f"unknown arm {a!r}.{suggest(a, list(ARM_KINDS))} Known: {', '.join(ARM_KINDS)}, mono-<lang>")
+                raise ValueError(f"unknown arm {a!r}.{suggest(a, list(ARM_KINDS))} Known: "
+                                 f"{', '.join(ARM_KINDS)}, mono-<lang>, <kind>+pref")
         if not arms:
             raise ValueError("at least one arm is needed")
         return arms
@@ -198,7 +233,7 @@ class ExperimentConfig(BaseModel):
         if self.sizes:
             plain = self.model_copy(update={"sizes": None}).cells()
             return [Cell(c.name, c.kind, c.eval_languages, size=0) if c.kind == "base" else
-                    Cell(f"{c.name}@{n}", c.kind, c.eval_languages, size=n) for c in plain
+                    Cell(f"{c.name}@{n}", c.kind, c.eval_languages, size=n, preference=c.preference) for c in plain
                     for n in ([0] if c.kind == "base" else self.sizes)]
         out: list[Cell] = []
         for a in self.arms:
@@ -207,7 +242,8 @@ class ExperimentConfig(BaseModel):
             elif a.startswith("mono-"):
                 out.append(Cell(a, "mono", [a.split("-", 1)[1]]))
             else:
-                out.append(Cell(a, a, list(self.eval_languages)))
+                kind, pref = split_arm(a)
+                out.append(Cell(a, kind, list(self.eval_languages), preference=pref))
         return out
 
 
@@ -218,9 +254,11 @@ class Cell(BaseModel):
     kind: str
     eval_languages: list[str]
     size: int | None = None  # examples per language on a size axis (None: no axis)
+    preference: bool = False  # an arm <kind>+pref: SFT, then the preference stage
 
-    def __init__(self, name: str, kind: str, eval_languages: list[str], size: int | None = None):
-        super().__init__(name=name, kind=kind, eval_languages=eval_languages, size=size)
+    def __init__(self, name: str, kind: str, eval_languages: list[str], size: int | None = None,
+                 preference: bool = False):
+        super().__init__(name=name, kind=kind, eval_languages=eval_languages, size=size, preference=preference)
 
     @property
     def arm_name(self) -> str:

@@ -22,7 +22,7 @@ import yaml
 from polyinstruct.config import apply_overrides, load_yaml, validate_config
 from polyinstruct.errors import ConfigError, output_error
 from polyinstruct.experiment.arms import build_arms, load_eval_prompts
-from polyinstruct.experiment.cell import StagePrinter, data_root
+from polyinstruct.experiment.cell import StagePrinter, data_root, sft_run_dir
 from polyinstruct.experiment.config import ExperimentConfig
 from polyinstruct.fileio import atomic_open, read_json, write_json, write_jsonl
 
@@ -149,8 +149,16 @@ def _write_results(cfg: ExperimentConfig, root: Path, data_budget: dict[str, Any
         budget = {}
         if (cdir / "run" / "budget.json").exists():
             budget = read_json(cdir / "run" / "budget.json")
+        extra: dict[str, Any] = {}
+        if cell.preference:  # SFT + preference: both stages' tokens count (docs/preference.md)
+            sft = sft_run_dir(cfg, cell, cdir, root) / "budget.json"
+            sft_tokens = read_json(sft).get("tokens_seen", 0) if sft.exists() else 0
+            extra = {"sft_tokens": sft_tokens, "preference_tokens": budget.get("tokens_seen", 0),
+                     "objective": budget.get("objective")}
+            budget = {**budget, "tokens_seen": sft_tokens + budget.get("tokens_seen", 0)}
         for r in read_json(cdir / "scores.json")["rows"]:
-            rows.append({"cell": cell.name, "arm": cell.kind, "model": cfg.model, **r,
+            rows.append({"cell": cell.name, "arm": cell.kind + ("+pref" if cell.preference else ""),
+                         "model": cfg.model, **r, **extra,
                          "train_tokens": budget.get("tokens_seen", 0),
                          **({"size": cell.size} if cell.size is not None else {})})
     order = {lang: i for i, lang in enumerate(cfg.eval_languages)}

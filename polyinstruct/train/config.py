@@ -17,6 +17,7 @@ from polyinstruct.config import apply_overrides, load_yaml, resolve_input_path, 
 from polyinstruct.errors import ConfigError
 from polyinstruct.registry import suggest
 from polyinstruct.train.methods import get_method, method_names
+from polyinstruct.train.preference.config import PreferenceOptions
 
 METHODS = method_names()  # the method registry's names (polyinstruct.train.methods)
 
@@ -108,6 +109,10 @@ class TrainConfig(BaseModel):
     preset: Literal["seed1_lora", "alpaca_fft", "tulu"] | None = None
 
     method: str = "lora"
+    # What the run minimises (docs/preference.md): sft, or a preference objective on preference data
+    # (dpo with preference.loss sigmoid|ipo|hinge|robust, orpo, simpo, kto); independent of ``method``.
+    objective: Literal["sft", "dpo", "orpo", "simpo", "kto"] = "sft"
+    preference: PreferenceOptions = Field(default_factory=PreferenceOptions)
     lora: LoraOptions = Field(default_factory=LoraOptions)
     prompt: PromptOptions = Field(default_factory=PromptOptions)
     ia3_target_modules: Union[str, list[str], None] = None
@@ -214,6 +219,18 @@ class TrainConfig(BaseModel):
             self.packing = get_method(self.method).packable
         elif self.packing and not get_method(self.method).packable:
             raise ValueError(f"packing is not supported with {self.method} (virtual tokens are per sequence)")
+        if self.objective != "sft":
+            if self.train_on_inputs:
+                raise ValueError(f"train_on_inputs does not apply to objective {self.objective} (the loss is on the "
+                                 "answers)")
+            p = self.preference
+            if self.objective == "kto" and p.kto_kl == "batch":
+                if self.micro_batch_size < 2:
+                    raise ValueError("objective kto estimates its KL term from mismatched pairs in a micro-batch: "
+                                     "micro_batch_size must be at least 2 (or set preference.kto_kl: none)")
+                if p.reference == "precompute":
+                    raise ValueError("preference.reference: precompute cannot serve kto's batch KL term (its pairs "
+                                     "depend on the batch); use reference auto or kto_kl none")
         if self.mixed_precision == "auto":
             from polyinstruct.models.hardware import auto_dtype
 

@@ -9,43 +9,18 @@ configured datasets, splits off a validation set and records what it used (for
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import random
-from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from polyinstruct.data.records import Conversation
 from polyinstruct.errors import ConfigError, DataError
-from polyinstruct.fileio import sha256_file
 from polyinstruct.train.batching import loss_tokens
 from polyinstruct.train.config import TrainConfig
+from polyinstruct.train.sources import content_hash, iter_conversations, tokenized_cache_dir  # noqa: F401
 
 log = logging.getLogger(__name__)
-
-
-def iter_conversations(spec: str, tokenizer=None) -> Iterator[Conversation]:
-    """Conversations from a catalogue name or a file in any format ``polyinstruct.data`` reads.
-
-    ``tokenizer`` is the training tokenizer: catalogue mixtures count their
-    ``chunk_tokens`` (Tulu's 2,048-token ShareGPT chunks) in it.
-    """
-    from polyinstruct.data import load_dataset
-
-    yield from load_dataset(spec, tokenizer=tokenizer)
-
-
-def content_hash(spec: str, tokenizer=None) -> str:
-    """sha256 of a dataset file, or of its records when it is a catalogue name."""
-    p = Path(spec)
-    if p.is_file():
-        return sha256_file(p)
-    h = hashlib.sha256()
-    for c in iter_conversations(spec, tokenizer):
-        h.update(json.dumps(c.to_dict(), sort_keys=True, ensure_ascii=False).encode())
-    return h.hexdigest()
 
 
 def load_template(cfg: TrainConfig, tokenizer):
@@ -96,16 +71,13 @@ def tokenize(convs: Iterable[Conversation], tokenizer, template, cfg: TrainConfi
     return out
 
 
-def tokenized_cache_dir() -> Path:
-    """Where training keeps tokenized datasets: ``<polyinstruct cache>/tokenized`` (content-addressed,
-    so any change of data, template, tokenizer or setting makes a new entry)."""
-    from polyinstruct.config import cache_dir
-
-    return cache_dir("tokenized")
-
-
 def load_examples(cfg: TrainConfig, tokenizer, template) -> tuple[list[dict], list[dict], list[dict]]:
-    """(train, validation, manifest rows). Validation comes from a file or a seeded split."""
+    """(train, validation, manifest rows). Validation comes from a file or a seeded split.
+    Preference objectives read preference records (``train.preference.data``)."""
+    if cfg.objective != "sft":
+        from polyinstruct.train.preference.data import load_preference_examples
+
+        return load_preference_examples(cfg, tokenizer, template)
     manifest: list[dict] = []
 
     def read(which: str) -> list[Conversation]:

@@ -35,13 +35,20 @@ NOT_RESULT_FIELDS = frozenset({
 DATA_FIELDS = ("data", "validation_data")
 # Result fields added after runs were fingerprinted: counted only when set away from their default,
 # so a run trained before they existed (which behaved as the default) is still recognised.
-ADDED_LATER: dict[str, Any] = {"group_by_length": 0}
+ADDED_LATER: dict[str, Any] = {"group_by_length": 0, "objective": "sft"}
+
+
+def _default_preference() -> dict[str, Any]:
+    from polyinstruct.train.preference.config import PreferenceOptions
+
+    return PreferenceOptions().model_dump(mode="json")
 
 
 def config_fields(cfg: TrainConfig) -> dict[str, Any]:
     """The result-deciding config fields (datasets excluded: they are compared by content)."""
     return {k: v for k, v in cfg.dump().items() if k not in NOT_RESULT_FIELDS and k not in DATA_FIELDS
-            and not (k in ADDED_LATER and v == ADDED_LATER[k])}
+            and not (k in ADDED_LATER and v == ADDED_LATER[k])
+            and not (k == "preference" and v == _default_preference())}
 
 
 def template_signature(name: str) -> str:
@@ -79,7 +86,7 @@ def model_signature(model: str) -> dict[str, Any] | None:
 def data_identity(cfg: TrainConfig) -> list[dict[str, Any]]:
     """(split, name, spec, sha256) of every configured dataset; sha256 is None when the dataset
     cannot be read (then ``error`` says why)."""
-    from polyinstruct.train.data import content_hash
+    from polyinstruct.train.sources import content_hash
 
     rows = []
     for which in DATA_FIELDS:
@@ -121,7 +128,8 @@ def stored_fingerprint(run_dir: str | Path) -> dict[str, Any] | None:
     return {
         "version": 0,
         "config": {k: v for k, v in old.items() if k not in NOT_RESULT_FIELDS and k not in DATA_FIELDS
-                   and not (k in ADDED_LATER and v == ADDED_LATER[k])},
+                   and not (k in ADDED_LATER and v == ADDED_LATER[k])
+                   and not (k == "preference" and v == _default_preference())},
         "data": [{k: m.get(k) for k in ("split", "name", "spec", "sha256")} for m in manifest.get("data", [])],
     }
 

@@ -263,6 +263,7 @@ class Loop:
                            "tokens_per_s": round(tok_window / max(window_t, 1e-9), 2)}
                     if "grad_norm" in m:
                         row["grad_norm"] = m["grad_norm"]
+                    row.update(m.get("metrics", {}))  # objective-specific (preference rewards, margins)
                     self.sink.log(row)
                     tok_window, window_t = 0, 0.0
                 if bar is not None:

@@ -183,6 +183,12 @@ def _train(cfg: TrainConfig, run_dir: Path, progress: bool) -> Path:
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_run_files(cfg, run_dir, template, data_manifest, base_path)
     acc.wait_for_everyone()
+    reference = None
+    if cfg.objective != "sft":  # before a checkpoint is loaded: the weights are still the base's
+        from polyinstruct.train.preference.run import reference_for
+
+        reference = reference_for(cfg, acc, model, train_ex, val_ex, run_dir, resume_from is not None, tokenizer,
+                                  n_added)
     if resume_from is not None:
         saved = load_checkpoint(acc, model, optimizer, scheduler, resume_from)
         state = LoopState(**saved)
@@ -196,9 +202,15 @@ def _train(cfg: TrainConfig, run_dir: Path, progress: bool) -> Path:
     fpt = lambda seq: flops_per_token(n_params, n_trainable, layers, hidden, seq)  # noqa: E731
     sink = MetricsSink(run_dir, list(cfg.report_to), cfg.run_name or run_dir.name, cfg.dump(),
                        enabled=acc.is_main_process)
-    loop = Loop(cfg, acc, model, optimizer, scheduler, train_ex, val_ex, plan, limit, run_dir, sink,
-                tokenizer.pad_token_id, virtual_tokens(model, cfg), fpt, progress=progress,
-                export=lambda folder: export_weights(cfg, acc.unwrap_model(model), tokenizer, folder, n_added))
+    loop_cls, extra = Loop, {}
+    if cfg.objective != "sft":
+        from polyinstruct.train.preference.loop import PreferenceLoop
+
+        loop_cls, extra = PreferenceLoop, {"reference": reference}
+    loop = loop_cls(cfg, acc, model, optimizer, scheduler, train_ex, val_ex, plan, limit, run_dir, sink,
+                    tokenizer.pad_token_id, virtual_tokens(model, cfg), fpt, progress=progress,
+                    export=lambda folder: export_weights(cfg, acc.unwrap_model(model), tokenizer, folder, n_added),
+                    **extra)
     try:
         state = loop.run(state)
     finally:
@@ -210,6 +222,7 @@ def _train(cfg: TrainConfig, run_dir: Path, progress: bool) -> Path:
     _save_final(cfg, acc, model, tokenizer, run_dir, n_added)
     if acc.is_main_process:
         write_json(run_dir / "budget.json", {
+            "objective": cfg.objective,
             "tokens_seen": state.tokens, "loss_tokens": state.loss_tokens, "steps": state.step,
             "epochs": round(state.step / plan.steps_per_epoch, 4), "wall_time_s": round(state.wall_time_s, 3),
             "flops_estimate": state.flops, "global_batch": cfg.global_batch_size,

@@ -1,0 +1,1 @@
+"""Language-consistency preference data built from a model's own answers (docs/preference.md)."""
