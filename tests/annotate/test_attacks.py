@@ -80,10 +80,10 @@ def test_prompts_past_the_context_or_the_size_cap_are_refused_before_the_model_r
 
 
 def test_the_context_check_is_the_one_serve_uses():
-    from polyinstruct.infer import serve
+    from polyinstruct.infer import serve_core
     from polyinstruct.infer.context import ContextLengthError, check_fits
 
-    assert serve.check_fits is check_fits
+    assert serve_core.check_fits is check_fits
     check_fits(90, 10, 100)
     with pytest.raises(ContextLengthError, match="prompt \\(91 tokens\\) \\+ max_tokens \\(10\\)"):
         check_fits(91, 10, 100)

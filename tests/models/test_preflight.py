@@ -45,7 +45,8 @@ def one_error_line(capsys, argv) -> str:
 
 def predict_argv(model, tmp_path):
     data = tmp_path / "in.jsonl"
-    data.write_text(json.dumps({"id": "1", "prompt": "hi"}) + "\n", encoding="utf-8")
+    data.write_text(json.dumps({"id": "1", "messages": [{"role": "user", "content": "hi"}]}) + "\n",
+                    encoding="utf-8")
     return ["predict", str(model), "--data", str(data), "--out", str(tmp_path / "out.jsonl"), "--device", "cpu",
             "--max-new-tokens", "2"]
 
