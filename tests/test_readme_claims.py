@@ -6,8 +6,9 @@
    languages; multi ahead).
 3. With ``POLYINSTRUCT_QUICKSTART_DIR`` pointing at a finished quickstart (``runs/quickstart``),
    the claims are checked against that run's ``results.jsonl`` with the report's own functions,
-   including "the English-only arm does not answer other languages in English" (the share of its
-   answers in another language, from the report's "Where the answers went" split). CI has no
+   including what the README says of the English-only arm (the share of its answers in another
+   language on the seen languages, and that echoes and undetermined answers dominate its losses,
+   from the report's "Where the answers went" split). CI has no
    quickstart run (5 minutes), so that part runs where one exists.
 """
 
@@ -74,7 +75,9 @@ def test_a_quickstart_run_bears_out_the_readme():
     assert {s["n"] for s in share.values()} == {48}
     assert all(share[a]["in language"] > share["base"]["in language"] for a in ("en-only", "multi", "multi-down"))
     assert share["multi"]["in language"] == max(s["in language"] for s in share.values())
-    # "does not answer other languages in English": its misses are echoes and undetermined answers
-    non_english = [lang for lang in seen + unseen if lang != "en"]
-    en_only = answer_categories(results, "en-only", non_english)
-    assert en_only["another language"] <= 5.0, en_only
+    # "on the seen languages none of its answers were in another language ... what it loses are mostly
+    # echoes of the prompt and answers whose language cannot be determined"
+    en_only_seen = answer_categories(results, "en-only", [lang for lang in seen if lang != "en"])
+    assert en_only_seen["another language"] <= 5.0, en_only_seen
+    en_only = answer_categories(results, "en-only", [lang for lang in seen + unseen if lang != "en"])
+    assert en_only["echo of the prompt"] + en_only["undetermined"] > 2 * en_only["another language"], en_only
