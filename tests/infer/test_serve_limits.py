@@ -123,7 +123,9 @@ def test_client_that_leaves_cancels_its_generation_and_the_next_request_is_fast(
             httpx.post(s.url + "/v1/completions", json=body, timeout=httpx.Timeout(60, read=0.5))
         after = _normal(s.url)
         deadline = time.time() + 10
-        while app.state.worker.pending_tokens and time.time() < deadline:
+        # the left request's tokens are released at once; the job itself leaves the queue when the
+        # worker reaches it (after the busy request), so wait for both
+        while (app.state.worker.pending_tokens or app.state.worker.queued) and time.time() < deadline:
             time.sleep(0.01)
         assert app.state.worker.pending_tokens == 0  # the bulk request's work is gone, not queued
     assert backend.stopped_early >= 1  # the running batch was stopped mid-generation
@@ -147,9 +149,12 @@ def test_streaming_client_that_leaves_before_its_turn_never_runs():
                     pass
         busy.join(60)
         deadline = time.time() + 10
-        while app.state.worker.pending_tokens and time.time() < deadline:
+        # the left request's tokens are released at once; the job itself leaves the queue when the
+        # worker reaches it (after the busy request), so wait for both
+        while (app.state.worker.pending_tokens or app.state.worker.queued) and time.time() < deadline:
             time.sleep(0.01)
         assert app.state.worker.pending_tokens == 0 and app.state.worker.queued == 0
+        assert backend.steps <= body["max_tokens"]  # only the busy request's tokens ran
 
 
 HOSTILE = [  # (endpoint, body changes, param the 400 names or None, words in the message)
