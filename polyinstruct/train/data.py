@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 from typing import Iterable
 
 from polyinstruct.data.records import Conversation
 from polyinstruct.errors import ConfigError, DataError
 from polyinstruct.train.batching import loss_tokens
 from polyinstruct.train.config import TrainConfig
-from polyinstruct.train.sources import content_hash, iter_conversations, tokenized_cache_dir  # noqa: F401
+from polyinstruct.train.sources import (  # noqa: F401
+    content_hash, iter_conversations, split_validation, tokenized_cache_dir)
 
 log = logging.getLogger(__name__)
 
@@ -96,12 +96,7 @@ def load_examples(cfg: TrainConfig, tokenizer, template) -> tuple[list[dict], li
         train_convs = train_convs[:cfg.max_examples]
     val_convs = read("validation_data") if cfg.validation_data else []
     if cfg.validation_split:
-        order = list(range(len(train_convs)))
-        random.Random(cfg.seed).shuffle(order)
-        n_val = max(1, int(round(len(train_convs) * cfg.validation_split)))
-        held = set(order[:n_val])
-        val_convs = [c for i, c in enumerate(train_convs) if i in held]
-        train_convs = [c for i, c in enumerate(train_convs) if i not in held]
+        train_convs, val_convs = split_validation(train_convs, cfg.validation_split, cfg.seed)
     cache = tokenized_cache_dir() if cfg.tokenize_cache else None
     nproc = cfg.tokenize_num_proc
     try:

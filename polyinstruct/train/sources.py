@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, TypeVar
 
 from polyinstruct.data.records import Conversation
 from polyinstruct.fileio import sha256_file
@@ -41,3 +42,16 @@ def tokenized_cache_dir() -> Path:
     from polyinstruct.config import cache_dir
 
     return cache_dir("tokenized")
+
+
+T = TypeVar("T")
+
+
+def split_validation(items: list[T], fraction: float, seed: int) -> tuple[list[T], list[T]]:
+    """(train, validation): a seeded random ``fraction`` of ``items`` (at least one) held out, both
+    in their original order; the one split rule of SFT and preference data."""
+    order = list(range(len(items)))
+    random.Random(seed).shuffle(order)
+    held = set(order[:max(1, int(round(len(items) * fraction)))])
+    return [x for i, x in enumerate(items) if i not in held], [x for i, x in enumerate(items) if i in held]
+

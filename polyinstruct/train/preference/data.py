@@ -14,7 +14,6 @@ reads (as SFT's does).
 from __future__ import annotations
 
 import logging
-import random
 from pathlib import Path
 
 from polyinstruct.data.records import Preference
@@ -102,7 +101,7 @@ def tokenize_preferences(records: list[Preference], tokenizer, template, cfg: Tr
 
 def load_preference_examples(cfg: TrainConfig, tokenizer, template) -> tuple[list[dict], list[dict], list[dict]]:
     """(train, validation, manifest rows), as ``train.data.load_examples`` for SFT."""
-    from polyinstruct.train.sources import content_hash, tokenized_cache_dir
+    from polyinstruct.train.sources import content_hash, split_validation, tokenized_cache_dir
 
     manifest: list[dict] = []
 
@@ -122,11 +121,7 @@ def load_preference_examples(cfg: TrainConfig, tokenizer, template) -> tuple[lis
         train = train[:cfg.max_examples]
     val = read("validation_data") if cfg.validation_data else []
     if cfg.validation_split:
-        order = list(range(len(train)))
-        random.Random(cfg.seed).shuffle(order)
-        held = set(order[:max(1, int(round(len(train) * cfg.validation_split)))])
-        val = [p for i, p in enumerate(train) if i in held]
-        train = [p for i, p in enumerate(train) if i not in held]
+        train, val = split_validation(train, cfg.validation_split, cfg.seed)
     cache = tokenized_cache_dir() if cfg.tokenize_cache else None
     tr = tokenize_preferences(train, tokenizer, template, cfg, cache_dir=cache, num_proc=cfg.tokenize_num_proc)
     if not tr:
