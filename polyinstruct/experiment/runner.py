@@ -24,7 +24,7 @@ from polyinstruct.errors import ConfigError, output_error
 from polyinstruct.experiment.arms import build_arms, load_eval_prompts
 from polyinstruct.experiment.cell import StagePrinter, data_root, sft_run_dir
 from polyinstruct.experiment.config import ExperimentConfig
-from polyinstruct.fileio import atomic_open, read_json, write_json, write_jsonl
+from polyinstruct.fileio import atomic_open, iter_jsonl, read_json, write_json, write_jsonl
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -151,8 +151,9 @@ def _write_results(cfg: ExperimentConfig, root: Path, data_budget: dict[str, Any
             budget = read_json(cdir / "run" / "budget.json")
         extra: dict[str, Any] = {}
         if cell.preference:  # SFT + preference: both stages' tokens count (docs/preference.md)
-            sft = sft_run_dir(cfg, cell, cdir, root) / "budget.json"
-            sft_tokens = read_json(sft).get("tokens_seen", 0) if sft.exists() else 0
+            stages = _preference_stages(cfg, cell, cdir, root, budget)
+            write_json(cdir / "stages.json", stages)  # the report's budget rows per stage
+            sft_tokens = stages["sft"]["budget"].get("tokens_seen", 0)
             extra = {"sft_tokens": sft_tokens, "preference_tokens": budget.get("tokens_seen", 0),
                      "objective": budget.get("objective")}
             budget = {**budget, "tokens_seen": sft_tokens + budget.get("tokens_seen", 0)}
@@ -167,6 +168,23 @@ def _write_results(cfg: ExperimentConfig, root: Path, data_budget: dict[str, Any
     write_jsonl(root / "results.jsonl", rows)
     if data_budget:
         write_json(root / "budget_table.json", data_budget)
+
+
+def _preference_stages(cfg: ExperimentConfig, cell, cdir: Path, root: Path, budget: dict[str, Any]) -> dict[str, Any]:
+    """What each stage of a +pref cell cost: the SFT run (maybe the plain cell's, shared), the answers
+    sampled for ``from: prefs`` (answers and generated tokens) and the preference run."""
+    sft_dir = sft_run_dir(cfg, cell, cdir, root)
+    sft = read_json(sft_dir / "budget.json") if (sft_dir / "budget.json").exists() else {}
+    shared = sft_dir.parent.name if sft_dir.parent != cdir else None
+    out: dict[str, Any] = {"sft": {"run": os.path.relpath(sft_dir, cdir), "shared_with": shared, "budget": sft}}
+    samples = cdir / "prefs" / "samples.jsonl"
+    if samples.exists():
+        rows = list(iter_jsonl(samples))
+        report = cdir / "prefs" / "report.json"
+        out["prefs"] = {"answers": len(rows), "generated_tokens": sum(int(r.get("completion_tokens") or 0) for r in rows),
+                        "pairs": read_json(report).get("pairs") if report.exists() else None}
+    out["preference"] = {"objective": budget.get("objective"), "budget": budget}
+    return out
 
 
 def _token_counter(model_path: str) -> Callable[[str], int] | None:

@@ -28,6 +28,7 @@ class ExperimentData:
     losses: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # cell -> [(step, loss)]
     val_losses: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)  # cell -> stages.json (+pref cells)
     predictions: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # cell -> id -> row
     data_budget: dict[str, Any] = field(default_factory=dict)  # arms/budget.json (recipe token counts)
     judgments: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # cell -> judge rows
@@ -39,6 +40,12 @@ class ExperimentData:
             if r["cell"] == cell and r["language"] == lang:
                 return r
         return None
+
+    def tokens(self, cell: str, key: str = "tokens_seen") -> int:
+        """A cell's training tokens over all its stages (SFT + preference for a +pref arm)."""
+        own = (self.budgets.get(cell) or {}).get(key, 0)
+        sft = ((self.stages.get(cell) or {}).get("sft") or {}).get("budget") or {}
+        return own + sft.get(key, 0)
 
     @property
     def cells(self) -> list[str]:
@@ -77,6 +84,8 @@ def load_experiment(root: str | Path) -> ExperimentData:
         budget = cdir / "run" / "budget.json"
         if budget.exists():
             data.budgets[cell] = json.loads(budget.read_text(encoding="utf-8"))
+        if (cdir / "stages.json").exists():  # SFT, then sampling and preference tuning
+            data.stages[cell] = json.loads((cdir / "stages.json").read_text(encoding="utf-8"))
         data.predictions[cell] = {r["id"] + "|" + str(r.get("language")): r
                                   for r in _read_jsonl(cdir / "predictions.jsonl")}
         data.judgments[cell] = _read_jsonl(cdir / "judge" / "judgments.jsonl")

@@ -148,8 +148,8 @@ def budget_bars(data: ExperimentData, out: Path) -> Path | None:
         return None
     plt = _plt(" ".join(cells))
     fig, ax = plt.subplots(figsize=(6.0, 3.2), dpi=110)
-    ax.bar(cells, [data.budgets[c].get("tokens_seen", 0) for c in cells], label="tokens seen")
-    ax.bar(cells, [data.budgets[c].get("loss_tokens", 0) for c in cells], label="loss-bearing tokens")
+    ax.bar(cells, [data.tokens(c) for c in cells], label="tokens seen")
+    ax.bar(cells, [data.tokens(c, "loss_tokens") for c in cells], label="loss-bearing tokens")
     ax.set_title("Training budget per arm")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)

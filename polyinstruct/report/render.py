@@ -75,7 +75,9 @@ def _sections(data: ExperimentData, out_dir: Path) -> list[tuple[str, str, list,
                     "languages' data, multi-down is sampled to the size of one language's data, en-only is "
                     "the English data alone.", header, rows, None))
     header, rows = tables.budget_table(data)
-    out.append(("Budget per arm", "Arms compared against each other should cost the same tokens.",
+    out.append(("Budget per arm", "Arms compared against each other should cost the same tokens. An arm with a "
+                "preference stage (+pref) shows its total, then each stage: its SFT run, the answers sampled "
+                "to build its pairs (generation: not in tokens seen) and its preference run.",
                 header, rows, plots.budget_bars(data, out_dir / "budget.png")))
     img = plots.loss_curves(data, out_dir / "loss.png")
     if img:

@@ -122,6 +122,8 @@ def robustness_table(data: ExperimentData) -> tuple[list[str], list[list[str]]]:
 
 
 def budget_table(data: ExperimentData) -> tuple[list[str], list[list[str]]]:
+    """One row per arm; an arm with a preference stage (stages.json) shows its total, then each stage:
+    the SFT run (maybe another arm's, shared), the answers sampled to build its pairs, the preference run."""
     header = ["arm", "tokens seen", "loss tokens", "optimizer steps", "global batch", "wall time (s)", "FLOPs (est.)"]
     rows = []
     for cell in data.cells:
@@ -129,10 +131,33 @@ def budget_table(data: ExperimentData) -> tuple[list[str], list[list[str]]]:
         if not b:
             rows.append([cell, "0", "0", "0", "-", "0", "0 (not trained)"])
             continue
-        rows.append([cell, f"{b.get('tokens_seen', 0):,}", f"{b.get('loss_tokens', 0):,}", str(b.get("steps", "-")),
-                     str(b.get("global_batch", "-")), f"{b.get('wall_time_s', 0):.0f}",
-                     f"{b.get('flops_estimate', 0):.2e}"])
+        st = data.stages.get(cell)
+        if not st:
+            rows.append(_budget_row(cell, b))
+            continue
+        sft = st.get("sft", {}).get("budget") or {}
+        parts = [sft, b]
+        rows.append([f"{cell} (total)", f"{sum(x.get('tokens_seen', 0) for x in parts):,}",
+                     f"{sum(x.get('loss_tokens', 0) for x in parts):,}",
+                     " + ".join(str(x.get("steps", "-")) for x in parts),
+                     " / ".join(str(x.get("global_batch", "-")) for x in parts),
+                     f"{sum(x.get('wall_time_s', 0) for x in parts):.0f}",
+                     f"{sum(x.get('flops_estimate', 0) for x in parts):.2e}"])
+        shared = st.get("sft", {}).get("shared_with")
+        rows.append(_budget_row(f"{cell}: 1. SFT" + (f" ({shared}'s run)" if shared else ""), sft))
+        if st.get("prefs"):
+            p = st["prefs"]
+            rows.append([f"{cell}: 2. answers sampled for pairs: {p.get('answers', 0):,} answers, "
+                         f"{p.get('pairs') if p.get('pairs') is not None else '?'} pairs",
+                         f"{p.get('generated_tokens', 0):,} generated", "-", "-", "-", "-", "-"])
+        stage = st.get("preference", {}).get("objective") or "preference"
+        rows.append(_budget_row(f"{cell}: {3 if st.get('prefs') else 2}. {stage}", b))
     return header, rows
+
+
+def _budget_row(label: str, b: dict[str, Any]) -> list[str]:
+    return [label, f"{b.get('tokens_seen', 0):,}", f"{b.get('loss_tokens', 0):,}", str(b.get("steps", "-")),
+            str(b.get("global_batch", "-")), f"{b.get('wall_time_s', 0):.0f}", f"{b.get('flops_estimate', 0):.2e}"]
 
 
 def data_budget_table(data: ExperimentData) -> tuple[list[str], list[list[str]]]:

@@ -41,6 +41,19 @@ def test_en_only_plus_preference_stage(tiny_model_dir, tmp_path):
     assert pref and sft and pref[0]["arm"] == "en-only+pref"
     assert pref[0]["sft_tokens"] == sft[0]["train_tokens"] > 0
     assert pref[0]["train_tokens"] == pref[0]["sft_tokens"] + pref[0]["preference_tokens"]
+    # the report's budget table: the arm's total, then each stage (the shared SFT run, the sampling, DPO)
+    from polyinstruct.report.load import load_experiment
+    from polyinstruct.report.tables import budget_table
+
+    stages = json.loads((cdir / "stages.json").read_text())
+    assert stages["sft"]["shared_with"] == "en-only" and stages["prefs"]["answers"] == len(samples)
+    assert stages["prefs"]["generated_tokens"] == sum(json.loads(x)["completion_tokens"] for x in samples) > 0
+    _, table = budget_table(load_experiment(root))
+    labels = [r[0] for r in table]
+    assert labels == ["en-only", "en-only+pref (total)", "en-only+pref: 1. SFT (en-only's run)",
+                      f"en-only+pref: 2. answers sampled for pairs: 16 answers, {len(pairs)} pairs", "en-only+pref: 3. dpo"]
+    assert table[1][1] == f"{pref[0]['train_tokens']:,}" and table[2][1] == table[0][1]
+    assert table[1][3] == f"{table[2][3]} + 2"
 
 
 def test_preference_arm_needs_its_section(tiny_model_dir, tmp_path):
