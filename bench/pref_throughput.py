@@ -10,7 +10,8 @@ Arms (each in its own subprocess, so peak RSS is that arm's alone; run one after
 Models, sizes and thread settings as bench/train_throughput.py (random-init Llamas "7m" and "33m";
 "tiny" for --quick). Data: Alpaca-like prompts with two answers of log-normal length (chosen and
 rejected), at most 512 tokens per sequence, Tulu format; global batch 16 pairs as micro-batch 4 x 4 in
-every arm; fp32; 1 thread per arm. Tokens counted: every real (non-pad) token of the chosen and the
+every arm; fp32 and no activation checkpointing in every arm (TRL's configs default to bf16 and
+checkpointing: both switched off); 1 thread per arm. Tokens counted: every real (non-pad) token of the chosen and the
 rejected sequence, each forward of the policy (the reference's forward is not counted, in either arm).
 
 Printed per arm: real tokens/s (training loop wall time), tokens per CPU-second of the arm's process
@@ -117,7 +118,10 @@ def arm_trl(model: str, data: Path, method: str, steps: int, out: Path, micro: i
     args = DPOConfig(output_dir=str(out), per_device_train_batch_size=micro, gradient_accumulation_steps=GLOBAL_BATCH
                      // micro, max_steps=steps, learning_rate=1e-5, max_length=MAX_LENGTH, beta=BETA,
                      loss_type=["sigmoid"], report_to="none", save_strategy="no", logging_steps=10**6, use_cpu=True,
-                     dataloader_num_workers=0, seed=0, disable_tqdm=True)
+                     dataloader_num_workers=0, seed=0, disable_tqdm=True,
+                     # TRL's configs default to bf16 autocast and activation checkpointing; the polyinstruct
+                     # arms run fp32 without checkpointing, so both are switched off here to compare like with like
+                     bf16=False, gradient_checkpointing=False)
     clock = Clock()
     trainer = DPOTrainer(model=m, args=args, train_dataset=ds, processing_class=tok, peft_config=peft_config,
                          callbacks=[clock])

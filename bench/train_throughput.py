@@ -188,7 +188,10 @@ def arm_trl(model: str, data: Path, method: str, steps: int, out: Path, padding_
                      num_train_epochs=1, learning_rate=1e-4, max_length=None if padding_free else MAX_LENGTH,
                      completion_only_loss=True,
                      padding_free=padding_free, report_to="none", save_strategy="no", logging_steps=10**6,
-                     use_cpu=True, dataloader_num_workers=0, seed=0, disable_tqdm=True)
+                     use_cpu=True, dataloader_num_workers=0, seed=0, disable_tqdm=True,
+                     # TRL's configs default to bf16 autocast and activation checkpointing; the polyinstruct
+                     # arms run fp32 without checkpointing, so both are switched off here to compare like with like
+                     bf16=False, gradient_checkpointing=False)
     clock = Clock()
     trainer = SFTTrainer(model=m, args=args, train_dataset=ds, processing_class=tok, peft_config=peft_config,
                          callbacks=[clock])
