@@ -31,7 +31,6 @@ import math
 import os
 import random
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -164,13 +163,9 @@ def run_arm(args) -> None:
 
 
 def _run(arm: str, method: str, model: Path, data: Path, steps: int, args) -> dict:
-    cmd = [sys.executable, __file__, "--arm", arm, "--method", method, "--model", str(model), "--data", str(data),
-           "--steps", str(steps), "--micro", str(args.micro), "--threads", str(args.threads)]
-    res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
-    line = [x for x in res.stdout.splitlines() if x.startswith("RESULT ")]
-    if res.returncode or not line:
-        raise SystemExit(f"{arm}/{method} failed:\n{res.stderr[-3000:]}")
-    return json.loads(line[0][7:])
+    from train_throughput import _run as run_in_process
+
+    return run_in_process(arm, method, model, data, steps, args, script=__file__)
 
 
 def main() -> None:

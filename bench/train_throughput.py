@@ -317,8 +317,9 @@ ARMS = ("polyinstruct", "polyinstruct_padded", "polyinstruct_grouped", "polyinst
         "trl_padded", "trl_padding_free")
 
 
-def _run(arm: str, method: str, model: Path, data: Path, steps: int, args) -> dict:
-    cmd = [sys.executable, __file__, "--arm", arm, "--method", method, "--model", str(model), "--data", str(data),
+def _run(arm: str, method: str, model: Path, data: Path, steps: int, args, script: str = __file__) -> dict:
+    """One arm in its own process (``script --arm ...``, so peak RSS is that arm's alone); its RESULT line."""
+    cmd = [sys.executable, script, "--arm", arm, "--method", method, "--model", str(model), "--data", str(data),
            "--steps", str(steps), "--micro", str(args.micro), "--threads", str(args.threads)]
     res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     line = [x for x in res.stdout.splitlines() if x.startswith("RESULT ")]
