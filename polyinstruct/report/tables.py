@@ -137,8 +137,7 @@ def budget_table(data: ExperimentData) -> tuple[list[str], list[list[str]]]:
             continue
         sft = st.get("sft", {}).get("budget") or {}
         parts = [sft, b]
-        rows.append([f"{cell} (total)", f"{sum(x.get('tokens_seen', 0) for x in parts):,}",
-                     f"{sum(x.get('loss_tokens', 0) for x in parts):,}",
+        rows.append([f"{cell} (total)", f"{data.tokens(cell):,}", f"{data.tokens(cell, 'loss_tokens'):,}",
                      " + ".join(str(x.get("steps", "-")) for x in parts),
                      " / ".join(str(x.get("global_batch", "-")) for x in parts),
                      f"{sum(x.get('wall_time_s', 0) for x in parts):.0f}",
